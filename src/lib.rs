@@ -1,0 +1,11 @@
+//! gatescope: train highway networks with libtorch and see what their gates do.
+//!
+//! Data flows one way: `data` → `model` → `train` → (CLI: `cli`, `commands`).
+//! See ARCHITECTURE.md for the map and the invariants.
+
+pub mod bench;
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod model;
+pub mod train;

@@ -1,0 +1,350 @@
+//! The three MLP families of the papers, over one flat parameter buffer.
+//!
+//! - Highway (Srivastava et al. 2015): a plain first layer to width `w`, then `depth − 1`
+//!   highway layers `y = H(x)·T(x) + x·(1 − T(x))`, `T = sigmoid(W_T x + b_T)`.
+//! - Plain: `depth` layers `y = act(W x + b)`.
+//! - Residual (He et al. 2015): a plain first layer, then `y = x + F(x)` with F of one layer
+//!   (`act(W x + b)`) or two (`W2 act(W1 x + b1) + b2`).
+//!
+//! All parameters live in one flat f32 tensor (`Model::flat`); every named parameter
+//! (`layers.17.gate.bias`, …) is a view into it. That makes the optimiser step a few ops and
+//! lets the highway fast path (`fast`) read H and T of a layer as one fused `[2w, w]` matrix.
+//!
+//! There is one forward per family ([`Model::forward`]); it hands back, per layer, the gate
+//! activity T and the block output y when asked. The trainer, the probe and `eval` all call it.
+
+pub mod fast;
+pub mod file;
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    Highway,
+    Plain,
+    Residual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Tanh,
+    Relu,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Activation::Tanh => x.tanh(),
+            Activation::Relu => x.relu(),
+        }
+    }
+    /// Init gain: LeCun for tanh, He for relu.
+    fn gain(self) -> f64 {
+        match self {
+            Activation::Tanh => 1.0,
+            Activation::Relu => 2f64.sqrt(),
+        }
+    }
+}
+
+/// Everything that fixes the shapes and meaning of a model's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Arch {
+    pub family: Family,
+    /// Hidden layers, counting the plain first layer (Figure 2: 50).
+    pub depth: usize,
+    pub width: usize,
+    pub input_dim: usize,
+    pub classes: usize,
+    pub activation: Activation,
+    /// Initial transform-gate bias b_T (highway only).
+    pub gate_bias: f32,
+    /// Layers in a residual branch F: 1 or 2 (residual only).
+    pub residual_block_layers: usize,
+}
+
+impl Arch {
+    /// The Figure-2 network: 784 → plain 50 → 49 highway layers of 50 tanh units → 10.
+    pub fn figure2() -> Self {
+        Arch {
+            family: Family::Highway,
+            depth: 50,
+            width: 50,
+            input_dim: 784,
+            classes: 10,
+            activation: Activation::Tanh,
+            gate_bias: -2.0,
+            residual_block_layers: 2,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.depth >= 1, "depth must be at least 1 (got {})", self.depth);
+        anyhow::ensure!(self.width >= 1, "width must be at least 1");
+        anyhow::ensure!(self.input_dim >= 1 && self.classes >= 2, "bad input/class count");
+        anyhow::ensure!(
+            matches!(self.residual_block_layers, 1 | 2),
+            "a residual branch has 1 or 2 layers (got {})",
+            self.residual_block_layers
+        );
+        Ok(())
+    }
+
+    /// Layers 1..depth carry a gate (highway) or a skip (residual); layer 0 is plain.
+    pub fn gated_layers(&self) -> std::ops::Range<usize> {
+        match self.family {
+            Family::Highway => 1..self.depth,
+            _ => 0..0,
+        }
+    }
+
+    /// The parameter layout in the flat buffer. Highway layers keep block and gate weights
+    /// adjacent (then block and gate biases), so `[2w, w]` and `[2w]` fused views exist.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let (w, mut out, mut off) = (self.width, Vec::new(), 0usize);
+        let mut push = |name: String, shape: Vec<usize>| {
+            let n: usize = shape.iter().product();
+            out.push(ParamSpec { name, shape, offset: off });
+            off += n;
+        };
+        push("layers.0.block.weight".into(), vec![w, self.input_dim]);
+        push("layers.0.block.bias".into(), vec![w]);
+        for l in 1..self.depth {
+            match self.family {
+                Family::Highway => {
+                    push(format!("layers.{l}.block.weight"), vec![w, w]);
+                    push(format!("layers.{l}.gate.weight"), vec![w, w]);
+                    push(format!("layers.{l}.block.bias"), vec![w]);
+                    push(format!("layers.{l}.gate.bias"), vec![w]);
+                }
+                Family::Plain => {
+                    push(format!("layers.{l}.block.weight"), vec![w, w]);
+                    push(format!("layers.{l}.block.bias"), vec![w]);
+                }
+                Family::Residual => {
+                    push(format!("layers.{l}.block.weight"), vec![w, w]);
+                    push(format!("layers.{l}.block.bias"), vec![w]);
+                    if self.residual_block_layers == 2 {
+                        push(format!("layers.{l}.block2.weight"), vec![w, w]);
+                        push(format!("layers.{l}.block2.bias"), vec![w]);
+                    }
+                }
+            }
+        }
+        push("output.weight".into(), vec![self.classes, w]);
+        push("output.bias".into(), vec![self.classes]);
+        out
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.param_specs().iter().map(|p| p.numel()).sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Offset in the flat buffer, in elements.
+    pub offset: usize,
+}
+
+impl ParamSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// This parameter as a view of `flat` (or of a gradient buffer laid out like it).
+    pub fn view(&self, flat: &Tensor) -> Tensor {
+        let shape: Vec<i64> = self.shape.iter().map(|&s| s as i64).collect();
+        flat.narrow(0, self.offset as i64, self.numel() as i64).view(shape.as_slice())
+    }
+}
+
+/// Options of one forward pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOpts {
+    /// Hand back per-layer T and y.
+    pub trace: bool,
+    /// Close all gates of this layer (T := 0, the layer copies its input). Highway only.
+    pub lesion: Option<usize>,
+}
+
+/// What one forward pass hands back.
+pub struct Forward {
+    /// [batch, classes]
+    pub logits: Tensor,
+    /// Per layer 0..depth: the block output y_l, [batch, width] (empty unless traced).
+    pub blocks: Vec<Tensor>,
+    /// Per gated layer (highway: 1..depth, in order): T_l, [batch, width] (empty unless traced).
+    pub gates: Vec<Tensor>,
+}
+
+/// A model: its architecture and its parameters in one flat f32 buffer.
+pub struct Model {
+    pub arch: Arch,
+    pub specs: Vec<ParamSpec>,
+    /// [num_params], f32, no autograd. Update it in place only: views of it are cached.
+    pub flat: Tensor,
+    kernel: std::cell::OnceCell<fast::Kernel>,
+}
+
+impl Model {
+    /// A freshly initialised model: weights ~ N(0, gain²/fan_in), biases 0, gate biases b_T.
+    pub fn new(arch: Arch, seed: u64) -> anyhow::Result<Self> {
+        arch.validate()?;
+        let specs = arch.param_specs();
+        let n: usize = specs.iter().map(|s| s.numel()).sum();
+        let flat = Tensor::zeros([n as i64], (Kind::Float, tch::Device::Cpu));
+        tch::manual_seed(seed as i64);
+        let gain = arch.activation.gain();
+        tch::no_grad(|| {
+            for s in &specs {
+                let mut v = s.view(&flat);
+                if s.name.ends_with(".weight") {
+                    let fan_in = s.shape[1] as f64;
+                    let std = if s.name.starts_with("output") { 1.0 } else { gain } / fan_in.sqrt();
+                    v.copy_(&(Tensor::randn(v.size(), (Kind::Float, tch::Device::Cpu)) * std));
+                } else if s.name.ends_with(".gate.bias") {
+                    let _ = v.fill_(arch.gate_bias as f64);
+                }
+            }
+        });
+        Ok(Model { arch, specs, flat, kernel: Default::default() })
+    }
+
+    /// A model over given parameter values ([num_params] f32, in `arch.param_specs()` order).
+    pub fn from_flat(arch: Arch, flat: Tensor) -> anyhow::Result<Self> {
+        arch.validate()?;
+        let specs = arch.param_specs();
+        let n: i64 = specs.iter().map(|s| s.numel() as i64).sum();
+        anyhow::ensure!(flat.size() == [n], "expected {n} parameters, got shape {:?}", flat.size());
+        let flat = flat.to_kind(Kind::Float).detach().contiguous();
+        Ok(Model { arch, specs, flat, kernel: Default::default() })
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.specs.iter().map(|s| s.numel()).sum()
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&ParamSpec> {
+        self.specs.iter().find(|s| s.name == name)
+    }
+
+    /// A named parameter as a view of the model's buffer.
+    pub fn param(&self, name: &str) -> Option<Tensor> {
+        self.spec(name).map(|s| s.view(&self.flat))
+    }
+
+    /// The transform-gate biases, [depth − 1, width] (highway only).
+    pub fn gate_biases(&self) -> Option<Tensor> {
+        if self.arch.family != Family::Highway || self.arch.depth < 2 {
+            return None;
+        }
+        let rows: Vec<Tensor> = self
+            .arch
+            .gated_layers()
+            .map(|l| self.param(&format!("layers.{l}.gate.bias")).expect("layout has gate biases"))
+            .collect();
+        Some(Tensor::stack(&rows, 0))
+    }
+
+    /// The forward pass (x: [batch, input_dim]). Autograd flows to `params` if it requires
+    /// grad; pass `&self.flat` for plain inference (wrap in `tch::no_grad`).
+    pub fn forward_with(&self, params: &Tensor, x: &Tensor, opts: ForwardOpts) -> Forward {
+        let p = |name: String| self.spec(&name).expect("param in layout").view(params);
+        let act = self.arch.activation;
+        let (mut blocks, mut gates) = (Vec::new(), Vec::new());
+        // [batch, width]
+        let mut h = act.apply(&x.linear(&p("layers.0.block.weight".into()), Some(p("layers.0.block.bias".into()))));
+        if opts.trace {
+            blocks.push(h.shallow_clone());
+        }
+        for l in 1..self.arch.depth {
+            let lin = |part: &str| {
+                h.linear(&p(format!("layers.{l}.{part}.weight")), Some(p(format!("layers.{l}.{part}.bias"))))
+            };
+            h = match self.arch.family {
+                Family::Highway => {
+                    if opts.lesion == Some(l) {
+                        if opts.trace {
+                            gates.push(h.zeros_like());
+                        }
+                        h
+                    } else {
+                        let hh = act.apply(&lin("block")); // [batch, width]
+                        let t = lin("gate").sigmoid(); // [batch, width]
+                        let y = &hh * &t + &h * (1.0 - &t);
+                        if opts.trace {
+                            gates.push(t);
+                        }
+                        y
+                    }
+                }
+                Family::Plain => act.apply(&lin("block")),
+                Family::Residual => {
+                    let f = act.apply(&lin("block"));
+                    let f = if self.arch.residual_block_layers == 2 {
+                        f.linear(&p(format!("layers.{l}.block2.weight")), Some(p(format!("layers.{l}.block2.bias"))))
+                    } else {
+                        f
+                    };
+                    &h + f
+                }
+            };
+            if opts.trace {
+                blocks.push(h.shallow_clone());
+            }
+        }
+        let logits = h.linear(&p("output.weight".into()), Some(p("output.bias".into())));
+        Forward { logits, blocks, gates }
+    }
+
+    /// The forward pass over the model's own parameters; the highway family runs the fused
+    /// fast kernel (`fast::forward`), the same code the trainer's fast path runs.
+    pub fn forward(&self, x: &Tensor, opts: ForwardOpts) -> Forward {
+        if self.arch.family == Family::Highway {
+            let (fwd, _) = fast::forward(self, x, opts, false);
+            fwd
+        } else {
+            self.forward_with(&self.flat, x, opts)
+        }
+    }
+
+    /// Mean cross-entropy and accuracy over a whole split, in chunks, without autograd.
+    pub fn evaluate(&self, x: &Tensor, y: &Tensor, opts: ForwardOpts) -> (f64, f64) {
+        let n = x.size()[0];
+        if n == 0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let chunk = 10_000;
+        let (mut loss, mut correct) = (0.0, 0.0);
+        tch::no_grad(|| {
+            for start in (0..n).step_by(chunk as usize) {
+                let len = chunk.min(n - start);
+                let xb = x.narrow(0, start, len);
+                let yb = y.narrow(0, start, len);
+                let logits = self.forward(&xb, ForwardOpts { trace: false, ..opts }).logits;
+                loss += f64::try_from(logits.cross_entropy_for_logits(&yb)).unwrap() * len as f64;
+                correct += f64::try_from(
+                    logits.argmax(-1, false).eq_tensor(&yb).to_kind(Kind::Float).sum(Kind::Float),
+                )
+                .unwrap();
+            }
+        });
+        (loss / n as f64, correct / n as f64)
+    }
+}
+
+/// Pixels [n, dim] u8 → [n, dim] f32 in [0, 1].
+pub fn images_tensor(images: &[u8], dim: usize) -> Tensor {
+    let n = (images.len() / dim) as i64;
+    Tensor::from_slice(images).view([n, dim as i64]).to_kind(Kind::Float) / 255.0
+}
+
+/// Labels → [n] i64.
+pub fn labels_tensor(labels: &[u8]) -> Tensor {
+    Tensor::from_slice(labels).to_kind(Kind::Int64)
+}

@@ -1,0 +1,333 @@
+//! The trainer: minibatch SGD (momentum or Nesterov) with a learning-rate schedule.
+//!
+//! The loop is free of UI: progress goes to an [`Observer`] (the CLI's is indicatif bars), and
+//! a stop flag (Ctrl-C) ends it between two batches with a usable model.
+
+pub mod optim;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::data::{Dataset, DatasetKind};
+use crate::model::file::{DatasetInfo, Metrics, ModelCard};
+use crate::model::{fast, images_tensor, labels_tensor, Activation, Arch, Family, ForwardOpts, Model};
+pub use optim::{Optimizer, Schedule, Sgd};
+
+/// Everything that defines a training run. Also the `gatescope train` flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct TrainConfig {
+    /// Dataset to train on (MNIST is bundled; CIFAR needs --data-dir)
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: DatasetKind,
+    /// Folder with the dataset's files (MNIST: the four IDX files, gzipped or not;
+    /// CIFAR-10: data_batch_1..5.bin, test_batch.bin; CIFAR-100: train.bin, test.bin)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Network family
+    #[arg(long, value_enum, default_value = "highway")]
+    pub arch: Family,
+    /// Hidden layers, counting the plain first layer (Figure 2: 50 = 1 plain + 49 highway)
+    #[arg(long, default_value_t = 50)]
+    pub depth: usize,
+    /// Units per hidden layer [default: 50; plain: 71, so a layer has about as many
+    /// parameters as a highway layer, as in the paper's Figure 1]
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Activation of the blocks H (and of residual branches and plain layers)
+    #[arg(long, value_enum, default_value = "tanh")]
+    pub activation: Activation,
+    /// Initial transform-gate bias b_T (highway); negative biases the net towards carrying
+    #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
+    pub gate_bias: f32,
+    /// Layers in a residual branch F (residual: y = x + F(x)), 1 or 2
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub residual_layers: u8,
+    /// Optimiser
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: Optimizer,
+    /// Peak learning rate
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// Momentum
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// L2 weight decay
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule over the run
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: Schedule,
+    /// step schedule: epochs between decays
+    #[arg(long, default_value_t = 10)]
+    pub lr_step_epochs: usize,
+    /// step and exponential schedules: decay factor (per step of the schedule / per epoch)
+    #[arg(long, default_value_t = 0.5)]
+    pub lr_gamma: f64,
+    /// Epochs of linear warm-up from lr/10 to lr
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_epochs: f64,
+    /// Minibatch size
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Epochs
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    /// Stop after this many steps (for quick runs and tests)
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Random seed (initialisation and batch order); the same seed gives the same run
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Intra-op threads for libtorch [default: 2]
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Use autograd instead of the fused highway kernel with its hand-written backward
+    /// (same numbers, slower; other families always use autograd)
+    #[arg(long)]
+    pub no_fast: bool,
+}
+
+impl TrainConfig {
+    /// The defaults of `gatescope train` (the Figure-2 model on MNIST).
+    pub fn default_recipe() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            c: TrainConfig,
+        }
+        P::parse_from(["train"]).c
+    }
+
+    pub fn arch(&self, data: &Dataset) -> Arch {
+        let width = self.width.unwrap_or(if self.arch == Family::Plain { 71 } else { 50 });
+        Arch {
+            family: self.arch,
+            depth: self.depth,
+            width,
+            input_dim: data.input_dim(),
+            classes: data.num_classes(),
+            activation: self.activation,
+            gate_bias: self.gate_bias,
+            residual_block_layers: self.residual_layers as usize,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.batch_size >= 1, "--batch-size must be at least 1");
+        anyhow::ensure!(self.epochs >= 1, "--epochs must be at least 1");
+        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
+        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number");
+        anyhow::ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1)");
+        anyhow::ensure!(self.gate_bias.is_finite(), "--gate-bias must be finite");
+        anyhow::ensure!(self.max_steps != Some(0), "--max-steps must be at least 1");
+        Ok(())
+    }
+}
+
+/// Where a batch stands.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchStats {
+    pub epoch: usize,
+    pub batch: usize,
+    pub batches_per_epoch: usize,
+    /// Steps done so far, counting this one.
+    pub step: usize,
+    pub loss: f64,
+    /// Accuracy on this batch.
+    pub accuracy: f64,
+    pub lr: f64,
+    pub samples_per_s: f64,
+}
+
+/// Figures at the end of an epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub step: usize,
+    /// Mean over the epoch's batches.
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+}
+
+/// Receives the trainer's progress. Every method has a do-nothing default.
+pub trait Observer {
+    fn on_start(&mut self, _epochs: usize, _batches_per_epoch: usize, _model: &Model) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn on_batch(&mut self, _s: &BatchStats, _model: &Model) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn on_epoch(&mut self, _e: &EpochStats, _model: &Model) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// The final evaluation over both splits begins.
+    fn on_finish(&mut self) {}
+}
+
+impl Observer for () {}
+
+/// A split as tensors: x [n, input_dim] f32 in [0, 1], y [n] i64.
+pub struct Tensors {
+    pub x: Tensor,
+    pub y: Tensor,
+}
+
+impl Tensors {
+    pub fn train(d: &Dataset) -> Self {
+        Tensors { x: images_tensor(&d.train.images, d.input_dim()), y: labels_tensor(&d.train.labels) }
+    }
+    pub fn test(d: &Dataset) -> Self {
+        Tensors { x: images_tensor(&d.test.images, d.input_dim()), y: labels_tensor(&d.test.labels) }
+    }
+}
+
+/// What a run produced.
+pub struct Outcome {
+    pub model: Model,
+    pub card: ModelCard,
+}
+
+/// Trains a model as `cfg` says. `stop` ends the run early (between batches) but still
+/// evaluates and returns the model, marked as interrupted.
+pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn Observer) -> anyhow::Result<Outcome> {
+    cfg.validate()?;
+    tch::set_num_threads(cfg.threads as i32);
+    let arch = cfg.arch(data);
+    let mut model = Model::new(arch.clone(), cfg.seed)?;
+    let (train_t, test_t) = (Tensors::train(data), Tensors::test(data));
+    let n = data.train.len();
+    let batches = n / cfg.batch_size;
+    anyhow::ensure!(batches >= 1, "--batch-size {} is larger than the training set ({n})", cfg.batch_size);
+    let total_steps = cfg.max_steps.map_or(batches * cfg.epochs, |m| m.min(batches * cfg.epochs));
+    let fast = arch.family == Family::Highway && !cfg.no_fast;
+
+    let mut stepper = Stepper::new(&model, cfg, fast);
+    obs.on_start(cfg.epochs, batches, &model)?;
+    let start = Instant::now();
+    let (mut step, mut epochs_done, mut interrupted) = (0usize, 0usize, false);
+    'epochs: for epoch in 0..cfg.epochs {
+        let perm = Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu));
+        let (mut loss_sum, mut correct_sum, mut seen) = (0.0, 0i64, 0usize);
+        for b in 0..batches {
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break 'epochs;
+            }
+            if step >= total_steps {
+                break 'epochs;
+            }
+            let idx = perm.narrow(0, (b * cfg.batch_size) as i64, cfg.batch_size as i64);
+            let xb = train_t.x.index_select(0, &idx); // [batch, input_dim]
+            let yb = train_t.y.index_select(0, &idx); // [batch]
+            let lr = cfg.schedule.lr(cfg, step, batches, total_steps);
+            let (loss, correct) = stepper.step(&mut model, &xb, &yb, lr);
+            let loss = f64::try_from(&loss)?;
+            let correct = i64::try_from(&correct)?;
+            if !loss.is_finite() {
+                anyhow::bail!("training diverged at step {step} (loss {loss}); try a smaller --lr");
+            }
+            step += 1;
+            loss_sum += loss;
+            correct_sum += correct;
+            seen += cfg.batch_size;
+            let stats = BatchStats {
+                epoch,
+                batch: b,
+                batches_per_epoch: batches,
+                step,
+                loss,
+                accuracy: correct as f64 / cfg.batch_size as f64,
+                lr,
+                samples_per_s: (step * cfg.batch_size) as f64 / start.elapsed().as_secs_f64(),
+            };
+            obs.on_batch(&stats, &model)?;
+        }
+        if seen == 0 {
+            break;
+        }
+        epochs_done = epoch + 1;
+        let (_, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
+        let e = EpochStats {
+            epoch,
+            step,
+            train_loss: loss_sum / (seen / cfg.batch_size) as f64,
+            train_accuracy: correct_sum as f64 / seen as f64,
+            test_accuracy,
+        };
+        obs.on_epoch(&e, &model)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    obs.on_finish();
+    let (train_loss, train_accuracy) = model.evaluate(&train_t.x, &train_t.y, ForwardOpts::default());
+    let (test_loss, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
+    let info = DatasetInfo {
+        name: data.kind,
+        class_names: data.class_names.clone(),
+        image_shape: data.image_shape,
+    };
+    let mut card = ModelCard::new(arch, info, serde_json::to_value(cfg)?);
+    card.metrics = Some(Metrics {
+        train_accuracy,
+        test_accuracy,
+        train_loss,
+        test_loss,
+        epochs_completed: epochs_done,
+        steps: step,
+        seconds,
+        interrupted,
+    });
+    Ok(Outcome { model, card })
+}
+
+/// One optimisation step: gradient (fast kernel or autograd) and SGD update.
+pub struct Stepper {
+    opt: Sgd,
+    /// [num_params], laid out like the parameters
+    grad: Tensor,
+    /// Fused views of `grad` when the fast path runs.
+    views: Option<fast::Views>,
+}
+
+impl Stepper {
+    pub fn new(model: &Model, cfg: &TrainConfig, fast: bool) -> Self {
+        let grad = model.flat.zeros_like();
+        let views = (fast && model.arch.family == Family::Highway).then(|| fast::Views::new(model, &grad));
+        Stepper { opt: Sgd::new(&model.flat, cfg), grad, views }
+    }
+
+    /// Trains on one batch (x: [batch, input_dim], y: [batch]); returns (mean loss, correct).
+    pub fn step(&mut self, model: &mut Model, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
+        let (loss, correct) = match &self.views {
+            Some(views) => tch::no_grad(|| fast::loss_and_grad(model, x, y, views)),
+            None => autograd_step(model, x, y, &self.grad),
+        };
+        tch::no_grad(|| self.opt.step(&mut model.flat, &self.grad, lr));
+        (loss, correct)
+    }
+
+    /// The gradient of the last step, [num_params].
+    pub fn grad(&self) -> &Tensor {
+        &self.grad
+    }
+}
+
+/// Loss and gradient by autograd over `Model::forward_with` (any family). Writes the
+/// gradient into `grad` ([num_params]).
+pub fn autograd_step(model: &Model, x: &Tensor, y: &Tensor, grad: &Tensor) -> (Tensor, Tensor) {
+    let leaf = model.flat.detach().set_requires_grad(true);
+    let logits = model.forward_with(&leaf, x, ForwardOpts::default()).logits;
+    let loss = logits.cross_entropy_for_logits(y);
+    loss.backward();
+    tch::no_grad(|| {
+        let mut g = grad.shallow_clone();
+        g.copy_(&leaf.grad());
+    });
+    let correct = logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64);
+    (loss.detach(), correct)
+}
