@@ -97,11 +97,8 @@ pub fn decompress(file: &str, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
 
 fn header(file: &str, b: &[u8], magic: u32, ndim: usize) -> Result<Vec<usize>, DataError> {
     let need = 4 + 4 * ndim;
-    if b.len() < need {
-        return Err(DataError::new(
-            file,
-            format!("truncated IDX header: {} bytes, need {need}", b.len()),
-        ));
+    if b.len() < 4 {
+        return Err(DataError::new(file, format!("truncated IDX header: {} bytes", b.len())));
     }
     let word = |i: usize| u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
     let got = word(0);
@@ -109,6 +106,12 @@ fn header(file: &str, b: &[u8], magic: u32, ndim: usize) -> Result<Vec<usize>, D
         return Err(DataError::new(
             file,
             format!("bad IDX magic 0x{got:08x}, expected 0x{magic:08x}"),
+        ));
+    }
+    if b.len() < need {
+        return Err(DataError::new(
+            file,
+            format!("truncated IDX header: {} bytes, need {need}", b.len()),
         ));
     }
     let dims: Vec<usize> = (1..=ndim).map(|i| word(i) as usize).collect();

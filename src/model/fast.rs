@@ -112,7 +112,7 @@ fn act(a: Activation, z: &Tensor) -> Tensor {
 fn act_backward(a: Activation, grad: &Tensor, out: &Tensor) -> Tensor {
     match a {
         Activation::Tanh => Tensor::tanh_backward(grad, out),
-        Activation::Relu => Tensor::threshold_backward(grad, out, 0.0),
+        Activation::Relu => out.threshold_backward(grad, 0.0),
     }
 }
 

@@ -98,7 +98,7 @@ pub fn read_card(path: &Path) -> anyhow::Result<ModelCard> {
 
 fn card_from_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<ModelCard> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a safetensors file ({e})", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e:?})", path.display()))?;
     let Some(text) = meta.metadata().as_ref().and_then(|m| m.get(CARD_KEY)) else {
         bail!("{}: safetensors file without a gatescope model card (metadata key {CARD_KEY})", path.display());
     };

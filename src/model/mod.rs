@@ -139,6 +139,19 @@ impl Arch {
         out
     }
 
+    /// Extra init gain of highway blocks H, so that a layer keeps the scale of its input at
+    /// initialisation. With the initial gate t₀ = sigmoid(b_T), `y = (1−t₀)·x + t₀·H(x)` and
+    /// H(x) ≈ W x in tanh's linear range, E|y|² = E|x|² needs (1−t₀)² + t₀²·g² = 1. The factor
+    /// 1.25 makes up for tanh's saturation. Without it, at b_T = −2 every layer shrinks its input
+    /// by about 11 %, a 50-layer net's last layer sees a near-constant vector and training sits
+    /// at loss ln(classes) (measured: see ARCHITECTURE.md, "Initialisation"). relu does not
+    /// saturate, so it gets the plain factor.
+    pub fn carry_preserving_gain(&self) -> f64 {
+        let t0 = 1.0 / (1.0 + (-(self.gate_bias as f64)).exp());
+        let saturation = if self.activation == Activation::Tanh { 1.25 } else { 1.0 };
+        saturation * (1.0 - (1.0 - t0).powi(2)).max(0.0).sqrt() / t0
+    }
+
     pub fn num_params(&self) -> usize {
         self.param_specs().iter().map(|p| p.numel()).sum()
     }
@@ -205,7 +218,11 @@ impl Model {
                 let mut v = s.view(&flat);
                 if s.name.ends_with(".weight") {
                     let fan_in = s.shape[1] as f64;
-                    let std = if s.name.starts_with("output") { 1.0 } else { gain } / fan_in.sqrt();
+                    let highway_block = arch.family == Family::Highway
+                        && s.name.ends_with(".block.weight")
+                        && !s.name.starts_with("layers.0.");
+                    let g = if highway_block { gain * arch.carry_preserving_gain() } else { gain };
+                    let std = if s.name.starts_with("output") { 1.0 } else { g } / fan_in.sqrt();
                     v.copy_(&(Tensor::randn(v.size(), (Kind::Float, tch::Device::Cpu)) * std));
                 } else if s.name.ends_with(".gate.bias") {
                     let _ = v.fill_(arch.gate_bias as f64);

@@ -56,7 +56,7 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
     /// L2 weight decay
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 5e-4)]
     pub weight_decay: f64,
     /// Learning-rate schedule over the run
     #[arg(long, value_enum, default_value = "cosine")]
@@ -74,7 +74,7 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Epochs
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     /// Stop after this many steps (for quick runs and tests)
     #[arg(long)]

@@ -1,0 +1,74 @@
+//! The `gatescope` binary end to end: train a small net on the real MNIST, evaluate it,
+//! and answer bad input with one clear error.
+
+use std::process::Command;
+
+fn gatescope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gatescope"))
+}
+
+#[test]
+fn train_then_eval_on_real_mnist() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("small.safetensors");
+    let out = gatescope()
+        .args(["train", "--quiet", "--depth", "10", "--width", "32", "--epochs", "1", "--max-steps", "300"])
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test accuracy"));
+
+    let out = gatescope().arg("eval").arg(&model).arg("--json").output().unwrap();
+    assert!(out.status.success(), "eval failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.85, "300 steps of a 10-layer highway net should pass 85 % on MNIST, got {acc}");
+    assert!(v["train_accuracy"].as_f64().unwrap() > 0.85);
+    assert!(v["train_loss"].as_f64().unwrap() < 0.6 && v["test_loss"].as_f64().unwrap() < 0.6);
+
+    // the card records what was trained
+    let card = gatescope::model::file::read_card(&model).unwrap();
+    assert_eq!((card.arch.depth, card.arch.width), (10, 32));
+    assert_eq!(card.dataset.class_names.len(), 10);
+    assert_eq!(card.metrics.unwrap().steps, 300);
+}
+
+#[test]
+fn bad_input_gets_one_clear_error() {
+    let out = gatescope().args(["train", "--depth", "many"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'many' for '--depth"));
+
+    let out = gatescope().args(["eval", "/nonexistent/model.safetensors"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/model.safetensors") && !err.contains("panicked"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let out = gatescope().arg("eval").arg(&junk).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("junk.safetensors") && !err.contains("panicked"), "{err}");
+
+    let out = gatescope().args(["train", "--dataset", "cifar10", "--epochs", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--data-dir"), "{err}");
+}
+
+#[test]
+fn help_lists_every_command_and_flag() {
+    let out = gatescope().args(["train", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--dataset", "--data-dir", "--arch", "--depth", "--width", "--activation", "--gate-bias",
+        "--optimizer", "--schedule", "--batch-size", "--epochs", "--seed", "--threads", "--out"] {
+        assert!(help.contains(flag), "train --help lacks {flag}");
+    }
+    let out = gatescope().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["train", "eval", "bench"] {
+        assert!(help.contains(cmd));
+    }
+}
