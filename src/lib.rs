@@ -3,9 +3,14 @@
 //! Data flows one way: `data` → `model` → `train` → (CLI: `cli`, `commands`).
 //! See ARCHITECTURE.md for the map and the invariants.
 
+pub mod arch;
 pub mod bench;
+pub mod card;
 pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod model;
+pub mod probe;
+pub mod record;
+pub mod snapshot;
 pub mod train;

@@ -38,7 +38,7 @@ pub struct Views {
 impl Views {
     pub fn new(model: &Model, buf: &Tensor) -> Views {
         let w = model.arch.width as i64;
-        let v = |name: &str| model.spec(name).expect("highway layout").view(buf);
+        let v = |name: &str| super::view(model.spec(name).expect("highway layout"), buf);
         let fused = |l: usize| {
             let s = model.spec(&format!("layers.{l}.block.weight")).expect("highway layout");
             let bs = model.spec(&format!("layers.{l}.block.bias")).expect("highway layout");
@@ -106,7 +106,7 @@ pub struct Saved {
 }
 
 fn act(a: Activation, z: &Tensor) -> Tensor {
-    a.apply(z)
+    super::activate(a, z)
 }
 
 fn act_backward(a: Activation, grad: &Tensor, out: &Tensor) -> Tensor {

@@ -16,164 +16,22 @@
 pub mod fast;
 pub mod file;
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Family {
-    Highway,
-    Plain,
-    Residual,
-}
+pub use crate::arch::{Activation, Arch, Family, ParamSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Activation {
-    Tanh,
-    Relu,
-}
-
-impl Activation {
-    pub fn apply(self, x: &Tensor) -> Tensor {
-        match self {
-            Activation::Tanh => x.tanh(),
-            Activation::Relu => x.relu(),
-        }
-    }
-    /// Init gain: LeCun for tanh, He for relu.
-    fn gain(self) -> f64 {
-        match self {
-            Activation::Tanh => 1.0,
-            Activation::Relu => 2f64.sqrt(),
-        }
+/// `act(x)` for an activation.
+pub fn activate(a: Activation, x: &Tensor) -> Tensor {
+    match a {
+        Activation::Tanh => x.tanh(),
+        Activation::Relu => x.relu(),
     }
 }
 
-/// Everything that fixes the shapes and meaning of a model's parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Arch {
-    pub family: Family,
-    /// Hidden layers, counting the plain first layer (Figure 2: 50).
-    pub depth: usize,
-    pub width: usize,
-    pub input_dim: usize,
-    pub classes: usize,
-    pub activation: Activation,
-    /// Initial transform-gate bias b_T (highway only).
-    pub gate_bias: f32,
-    /// Layers in a residual branch F: 1 or 2 (residual only).
-    pub residual_block_layers: usize,
-}
-
-impl Arch {
-    /// The Figure-2 network: 784 → plain 50 → 49 highway layers of 50 tanh units → 10.
-    pub fn figure2() -> Self {
-        Arch {
-            family: Family::Highway,
-            depth: 50,
-            width: 50,
-            input_dim: 784,
-            classes: 10,
-            activation: Activation::Tanh,
-            gate_bias: -2.0,
-            residual_block_layers: 2,
-        }
-    }
-
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.depth >= 1, "depth must be at least 1 (got {})", self.depth);
-        anyhow::ensure!(self.width >= 1, "width must be at least 1");
-        anyhow::ensure!(self.input_dim >= 1 && self.classes >= 2, "bad input/class count");
-        anyhow::ensure!(
-            matches!(self.residual_block_layers, 1 | 2),
-            "a residual branch has 1 or 2 layers (got {})",
-            self.residual_block_layers
-        );
-        Ok(())
-    }
-
-    /// Layers 1..depth carry a gate (highway) or a skip (residual); layer 0 is plain.
-    pub fn gated_layers(&self) -> std::ops::Range<usize> {
-        match self.family {
-            Family::Highway => 1..self.depth,
-            _ => 0..0,
-        }
-    }
-
-    /// The parameter layout in the flat buffer. Highway layers keep block and gate weights
-    /// adjacent (then block and gate biases), so `[2w, w]` and `[2w]` fused views exist.
-    pub fn param_specs(&self) -> Vec<ParamSpec> {
-        let (w, mut out, mut off) = (self.width, Vec::new(), 0usize);
-        let mut push = |name: String, shape: Vec<usize>| {
-            let n: usize = shape.iter().product();
-            out.push(ParamSpec { name, shape, offset: off });
-            off += n;
-        };
-        push("layers.0.block.weight".into(), vec![w, self.input_dim]);
-        push("layers.0.block.bias".into(), vec![w]);
-        for l in 1..self.depth {
-            match self.family {
-                Family::Highway => {
-                    push(format!("layers.{l}.block.weight"), vec![w, w]);
-                    push(format!("layers.{l}.gate.weight"), vec![w, w]);
-                    push(format!("layers.{l}.block.bias"), vec![w]);
-                    push(format!("layers.{l}.gate.bias"), vec![w]);
-                }
-                Family::Plain => {
-                    push(format!("layers.{l}.block.weight"), vec![w, w]);
-                    push(format!("layers.{l}.block.bias"), vec![w]);
-                }
-                Family::Residual => {
-                    push(format!("layers.{l}.block.weight"), vec![w, w]);
-                    push(format!("layers.{l}.block.bias"), vec![w]);
-                    if self.residual_block_layers == 2 {
-                        push(format!("layers.{l}.block2.weight"), vec![w, w]);
-                        push(format!("layers.{l}.block2.bias"), vec![w]);
-                    }
-                }
-            }
-        }
-        push("output.weight".into(), vec![self.classes, w]);
-        push("output.bias".into(), vec![self.classes]);
-        out
-    }
-
-    /// Extra init gain of highway blocks H, so that a layer keeps the scale of its input at
-    /// initialisation. With the initial gate t₀ = sigmoid(b_T), `y = (1−t₀)·x + t₀·H(x)` and
-    /// H(x) ≈ W x in tanh's linear range, E|y|² = E|x|² needs (1−t₀)² + t₀²·g² = 1. The factor
-    /// 1.25 makes up for tanh's saturation. Without it, at b_T = −2 every layer shrinks its input
-    /// by about 11 %, a 50-layer net's last layer sees a near-constant vector and training sits
-    /// at loss ln(classes) (measured: see ARCHITECTURE.md, "Initialisation"). relu does not
-    /// saturate, so it gets the plain factor.
-    pub fn carry_preserving_gain(&self) -> f64 {
-        let t0 = 1.0 / (1.0 + (-(self.gate_bias as f64)).exp());
-        let saturation = if self.activation == Activation::Tanh { 1.25 } else { 1.0 };
-        saturation * (1.0 - (1.0 - t0).powi(2)).max(0.0).sqrt() / t0
-    }
-
-    pub fn num_params(&self) -> usize {
-        self.param_specs().iter().map(|p| p.numel()).sum()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ParamSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    /// Offset in the flat buffer, in elements.
-    pub offset: usize,
-}
-
-impl ParamSpec {
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-    /// This parameter as a view of `flat` (or of a gradient buffer laid out like it).
-    pub fn view(&self, flat: &Tensor) -> Tensor {
-        let shape: Vec<i64> = self.shape.iter().map(|&s| s as i64).collect();
-        flat.narrow(0, self.offset as i64, self.numel() as i64).view(shape.as_slice())
-    }
+/// A parameter as a view of `flat` (or of a gradient buffer laid out like it).
+pub fn view(spec: &ParamSpec, flat: &Tensor) -> Tensor {
+    let shape: Vec<i64> = spec.shape.iter().map(|&s| s as i64).collect();
+    flat.narrow(0, spec.offset as i64, spec.numel() as i64).view(shape.as_slice())
 }
 
 /// Options of one forward pass.
@@ -215,7 +73,7 @@ impl Model {
         let gain = arch.activation.gain();
         tch::no_grad(|| {
             for s in &specs {
-                let mut v = s.view(&flat);
+                let mut v = view(s, &flat);
                 if s.name.ends_with(".weight") {
                     let fan_in = s.shape[1] as f64;
                     let highway_block = arch.family == Family::Highway
@@ -252,7 +110,7 @@ impl Model {
 
     /// A named parameter as a view of the model's buffer.
     pub fn param(&self, name: &str) -> Option<Tensor> {
-        self.spec(name).map(|s| s.view(&self.flat))
+        self.spec(name).map(|s| view(s, &self.flat))
     }
 
     /// The transform-gate biases, [depth − 1, width] (highway only).
@@ -271,11 +129,11 @@ impl Model {
     /// The forward pass (x: [batch, input_dim]). Autograd flows to `params` if it requires
     /// grad; pass `&self.flat` for plain inference (wrap in `tch::no_grad`).
     pub fn forward_with(&self, params: &Tensor, x: &Tensor, opts: ForwardOpts) -> Forward {
-        let p = |name: String| self.spec(&name).expect("param in layout").view(params);
+        let p = |name: String| view(self.spec(&name).expect("param in layout"), params);
         let act = self.arch.activation;
         let (mut blocks, mut gates) = (Vec::new(), Vec::new());
         // [batch, width]
-        let mut h = act.apply(&x.linear(&p("layers.0.block.weight".into()), Some(p("layers.0.block.bias".into()))));
+        let mut h = activate(act, &x.linear(&p("layers.0.block.weight".into()), Some(p("layers.0.block.bias".into()))));
         if opts.trace {
             blocks.push(h.shallow_clone());
         }
@@ -291,7 +149,7 @@ impl Model {
                         }
                         h
                     } else {
-                        let hh = act.apply(&lin("block")); // [batch, width]
+                        let hh = activate(act, &lin("block")); // [batch, width]
                         let t = lin("gate").sigmoid(); // [batch, width]
                         let y = &hh * &t + &h * (1.0 - &t);
                         if opts.trace {
@@ -300,9 +158,9 @@ impl Model {
                         y
                     }
                 }
-                Family::Plain => act.apply(&lin("block")),
+                Family::Plain => activate(act, &lin("block")),
                 Family::Residual => {
-                    let f = act.apply(&lin("block"));
+                    let f = activate(act, &lin("block"));
                     let f = if self.arch.residual_block_layers == 2 {
                         f.linear(&p(format!("layers.{l}.block2.weight")), Some(p(format!("layers.{l}.block2.bias"))))
                     } else {

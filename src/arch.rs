@@ -1,0 +1,150 @@
+//! Architectures: the three MLP families and their parameter layout. Plain data, no tensors.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    Highway,
+    Plain,
+    Residual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Tanh,
+    Relu,
+}
+
+impl Activation {
+    /// Init gain: LeCun for tanh, He for relu.
+    pub fn gain(self) -> f64 {
+        match self {
+            Activation::Tanh => 1.0,
+            Activation::Relu => 2f64.sqrt(),
+        }
+    }
+}
+
+/// Everything that fixes the shapes and meaning of a model's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Arch {
+    pub family: Family,
+    /// Hidden layers, counting the plain first layer (Figure 2: 50).
+    pub depth: usize,
+    pub width: usize,
+    pub input_dim: usize,
+    pub classes: usize,
+    pub activation: Activation,
+    /// Initial transform-gate bias b_T (highway only).
+    pub gate_bias: f32,
+    /// Layers in a residual branch F: 1 or 2 (residual only).
+    pub residual_block_layers: usize,
+}
+
+impl Arch {
+    /// The Figure-2 network: 784 → plain 50 → 49 highway layers of 50 tanh units → 10.
+    pub fn figure2() -> Self {
+        Arch {
+            family: Family::Highway,
+            depth: 50,
+            width: 50,
+            input_dim: 784,
+            classes: 10,
+            activation: Activation::Tanh,
+            gate_bias: -2.0,
+            residual_block_layers: 2,
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.depth >= 1, "depth must be at least 1 (got {})", self.depth);
+        anyhow::ensure!(self.width >= 1, "width must be at least 1");
+        anyhow::ensure!(self.input_dim >= 1 && self.classes >= 2, "bad input/class count");
+        anyhow::ensure!(
+            matches!(self.residual_block_layers, 1 | 2),
+            "a residual branch has 1 or 2 layers (got {})",
+            self.residual_block_layers
+        );
+        Ok(())
+    }
+
+    /// Layers 1..depth carry a gate (highway) or a skip (residual); layer 0 is plain.
+    pub fn gated_layers(&self) -> std::ops::Range<usize> {
+        match self.family {
+            Family::Highway => 1..self.depth,
+            _ => 0..0,
+        }
+    }
+
+    /// The parameter layout in the flat buffer. Highway layers keep block and gate weights
+    /// adjacent (then block and gate biases), so `[2w, w]` and `[2w]` fused views exist.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let (w, mut out, mut off) = (self.width, Vec::new(), 0usize);
+        let mut push = |name: String, shape: Vec<usize>| {
+            let n: usize = shape.iter().product();
+            out.push(ParamSpec { name, shape, offset: off });
+            off += n;
+        };
+        push("layers.0.block.weight".into(), vec![w, self.input_dim]);
+        push("layers.0.block.bias".into(), vec![w]);
+        for l in 1..self.depth {
+            match self.family {
+                Family::Highway => {
+                    push(format!("layers.{l}.block.weight"), vec![w, w]);
+                    push(format!("layers.{l}.gate.weight"), vec![w, w]);
+                    push(format!("layers.{l}.block.bias"), vec![w]);
+                    push(format!("layers.{l}.gate.bias"), vec![w]);
+                }
+                Family::Plain => {
+                    push(format!("layers.{l}.block.weight"), vec![w, w]);
+                    push(format!("layers.{l}.block.bias"), vec![w]);
+                }
+                Family::Residual => {
+                    push(format!("layers.{l}.block.weight"), vec![w, w]);
+                    push(format!("layers.{l}.block.bias"), vec![w]);
+                    if self.residual_block_layers == 2 {
+                        push(format!("layers.{l}.block2.weight"), vec![w, w]);
+                        push(format!("layers.{l}.block2.bias"), vec![w]);
+                    }
+                }
+            }
+        }
+        push("output.weight".into(), vec![self.classes, w]);
+        push("output.bias".into(), vec![self.classes]);
+        out
+    }
+
+    /// Extra init gain of highway blocks H, so that a layer keeps the scale of its input at
+    /// initialisation. With the initial gate t₀ = sigmoid(b_T), `y = (1−t₀)·x + t₀·H(x)` and
+    /// H(x) ≈ W x in tanh's linear range, E|y|² = E|x|² needs (1−t₀)² + t₀²·g² = 1. The factor
+    /// 1.25 makes up for tanh's saturation. Without it, at b_T = −2 every layer shrinks its input
+    /// by about 11 %, a 50-layer net's last layer sees a near-constant vector and training sits
+    /// at loss ln(classes) (measured: see ARCHITECTURE.md, "Initialisation"). relu does not
+    /// saturate, so it gets the plain factor.
+    pub fn carry_preserving_gain(&self) -> f64 {
+        let t0 = 1.0 / (1.0 + (-(self.gate_bias as f64)).exp());
+        let saturation = if self.activation == Activation::Tanh { 1.25 } else { 1.0 };
+        saturation * (1.0 - (1.0 - t0).powi(2)).max(0.0).sqrt() / t0
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.param_specs().iter().map(|p| p.numel()).sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Offset in the flat buffer, in elements.
+    pub offset: usize,
+}
+
+impl ParamSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+

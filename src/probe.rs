@@ -1,0 +1,203 @@
+//! Probes: turn a model and a fixed probe set into a [`Snapshot`] of its gate activity.
+//!
+//! A probe pass runs the model's own forward ([`Model::forward`], the trainer's code) with
+//! tracing on and autograd off, over the probe set in chunks.
+
+use tch::{Kind, Tensor};
+
+use crate::data::Dataset;
+use crate::model::{images_tensor, labels_tensor, ForwardOpts, Model};
+use crate::snapshot::{Array, Header, LayerStats, Snapshot};
+
+/// Examples per probe chunk.
+const CHUNK: i64 = 2_500;
+
+/// How many training examples the means are taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeSize {
+    All,
+    Count(usize),
+}
+
+impl std::str::FromStr for ProbeSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "all" {
+            return Ok(ProbeSize::All);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(ProbeSize::Count(n)),
+            _ => Err(format!("expected a positive number of examples or `all`, got {s:?}")),
+        }
+    }
+}
+
+/// The fixed probe set: the first N training examples, and K samples spread across classes.
+pub struct ProbeSet {
+    /// [N, input_dim]
+    pub x: Tensor,
+    /// [N] i64
+    pub y: Tensor,
+    pub classes: usize,
+    /// [K, input_dim]
+    pub sample_x: Tensor,
+    /// Indices into the training set.
+    pub sample_indices: Vec<u32>,
+    pub sample_labels: Vec<u32>,
+    /// [K, input_dim] pixels
+    pub sample_images: Vec<u8>,
+    /// The test split, for test accuracy.
+    pub test_x: Tensor,
+    pub test_y: Tensor,
+}
+
+impl ProbeSet {
+    /// The first `size` training examples; `samples` probe samples taken round-robin over
+    /// the classes (sample k has class k mod C when the probe set has one).
+    pub fn new(data: &Dataset, size: ProbeSize, samples: usize) -> Self {
+        let n = match size {
+            ProbeSize::All => data.train.len(),
+            ProbeSize::Count(c) => c.min(data.train.len()),
+        };
+        let dim = data.input_dim();
+        let labels = &data.train.labels[..n];
+        let classes = data.num_classes();
+        let mut by_class: Vec<Vec<usize>> = vec![vec![]; classes];
+        for (i, &l) in labels.iter().enumerate() {
+            by_class[l as usize].push(i);
+        }
+        let mut picked = Vec::new();
+        let mut round = 0;
+        while picked.len() < samples.min(n) {
+            for c in 0..classes {
+                if let Some(&i) = by_class[c].get(round) {
+                    if picked.len() < samples {
+                        picked.push(i);
+                    }
+                }
+            }
+            round += 1;
+        }
+        let sample_images: Vec<u8> = picked.iter().flat_map(|&i| data.train.images[i * dim..(i + 1) * dim].iter().copied()).collect();
+        ProbeSet {
+            x: images_tensor(&data.train.images[..n * dim], dim),
+            y: labels_tensor(labels),
+            classes,
+            sample_x: images_tensor(&sample_images, dim),
+            sample_indices: picked.iter().map(|&i| i as u32).collect(),
+            sample_labels: picked.iter().map(|&i| labels[i] as u32).collect(),
+            sample_images,
+            test_x: images_tensor(&data.test.images, dim),
+            test_y: labels_tensor(&data.test.labels),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.x.size()[0] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The recording header for a run over this probe set.
+    pub fn header(&self, card: crate::card::ModelCard, source: impl Into<String>) -> Header {
+        Header {
+            card,
+            source: source.into(),
+            probe_size: self.len(),
+            sample_indices: self.sample_indices.clone(),
+            sample_labels: self.sample_labels.clone(),
+            sample_images: self.sample_images.clone(),
+        }
+    }
+}
+
+pub(crate) fn to_array(t: &Tensor) -> Array {
+    let t = t.to_kind(Kind::Float).contiguous();
+    let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+    let n: usize = shape.iter().product();
+    let mut data = vec![0f32; n];
+    t.view([-1]).copy_data(&mut data, n);
+    Array { shape, data }
+}
+
+/// Training progress a snapshot is stamped with.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub step: u64,
+    pub epoch: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+}
+
+/// One probe pass: everything a [`Snapshot`] holds. `lesion` closes one layer's gates.
+pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Option<usize>) -> Snapshot {
+    tch::no_grad(|| {
+        let arch = &model.arch;
+        let (depth, w, c) = (arch.depth as i64, arch.width as i64, probe.classes as i64);
+        let gated = arch.gated_layers().len() as i64;
+        let opts = ForwardOpts { trace: true, lesion };
+        let n = probe.len() as i64;
+        let f = (Kind::Float, tch::Device::Cpu);
+        let gate_sum = Tensor::zeros([gated, w], f); // [L, W]
+        let mut class_sum = Tensor::zeros([c, gated * w], f); // [C, L·W]
+        let open = Tensor::zeros([gated], f); // [L]
+        let change = Tensor::zeros([depth], f); // [depth]; row 0 unused
+        for start in (0..n).step_by(CHUNK as usize) {
+            let len = CHUNK.min(n - start);
+            let x = probe.x.narrow(0, start, len);
+            let y = probe.y.narrow(0, start, len);
+            let fwd = model.forward(&x, opts);
+            if gated > 0 {
+                let t = Tensor::stack(&fwd.gates, 1); // [B, L, W]
+                let _ = gate_sum.shallow_clone().g_add_(&t.sum_dim_intlist([0i64].as_slice(), false, Kind::Float));
+                let _ = class_sum.index_add_(0, &y, &t.view([len, gated * w]));
+                let _ = open.shallow_clone().g_add_(&t.gt(0.5).to_kind(Kind::Float).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float));
+            }
+            let blocks = Tensor::stack(&fwd.blocks, 1); // [B, depth, W]
+            if depth > 1 {
+                let d = (blocks.narrow(1, 1, depth - 1) - blocks.narrow(1, 0, depth - 1)).abs();
+                let _ = change.narrow(0, 1, depth - 1).g_add_(&d.sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float));
+            }
+        }
+        let counts = Tensor::zeros([c], f).index_add(0, &probe.y, &Tensor::ones([n], f)).clamp_min(1.0); // [C]
+        let mean_gate = &gate_sum / n as f64;
+        let class_mean = (class_sum / counts.unsqueeze(1)).view([c, gated, w]);
+        let open = to_array(&(&open / (n * w) as f64)).data;
+        let change = to_array(&(&change / (n * w) as f64)).data;
+        let mean_gate_a = to_array(&mean_gate);
+        let layers = (1..depth as usize)
+            .map(|l| {
+                let g = arch.gated_layers().position(|gl| gl == l);
+                let row_mean = |i: usize| mean_gate_a.row(i).iter().sum::<f32>() / w as f32;
+                LayerStats {
+                    layer: l as u32,
+                    mean_gate: g.map_or(f32::NAN, row_mean),
+                    open_fraction: g.map_or(f32::NAN, |i| open[i]),
+                    mean_change: change[l],
+                }
+            })
+            .collect();
+
+        let sf = model.forward(&probe.sample_x, opts);
+        let k = probe.sample_x.size()[0];
+        let sample_gates = if gated > 0 { Tensor::stack(&sf.gates, 1) } else { Tensor::zeros([k, 0, w], f) };
+        let preds = sf.logits.argmax(-1, false);
+        let (_, test_accuracy) = model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion });
+        Snapshot {
+            step: progress.step,
+            epoch: progress.epoch,
+            train_loss: progress.train_loss,
+            train_accuracy: progress.train_accuracy,
+            test_accuracy,
+            gate_bias: model.gate_biases().map_or_else(|| Array::zeros(vec![0, w as usize]), |b| to_array(&b)),
+            mean_gate: mean_gate_a,
+            sample_gates: to_array(&sample_gates),
+            sample_blocks: to_array(&Tensor::stack(&sf.blocks, 1)),
+            sample_predictions: to_array(&preds).data.iter().map(|&p| p as u32).collect(),
+            class_mean_gate: to_array(&class_mean),
+            layers,
+        }
+    })
+}

@@ -1,0 +1,459 @@
+//! Recording format v1: a preamble, a header frame, then append-only snapshot frames.
+//! The same bytes travel over a socket (`stream`). Documented in docs/recording-format.md.
+//!
+//! ```text
+//! file    = magic "GATESCP\0" | major u16 LE | minor u16 LE | frame*
+//! frame   = length u32 LE | crc32 u32 LE (of body) | body            (length = body bytes)
+//! body    = json_length u32 LE | json | payload
+//! payload = the frame's arrays, in the order the json lists them, deflate-compressed
+//! ```
+//!
+//! Reading is incremental ([`Decoder`]): a frame that is not complete yet is "need more",
+//! which is what a reader of a file being written, a socket reader, and a reader of a file
+//! whose writer was killed (a torn tail) all need.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::{Array, Header, LayerStats, Message, Snapshot};
+
+pub const MAGIC: &[u8; 8] = b"GATESCP\0";
+pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 0;
+pub const PREAMBLE_LEN: usize = 12;
+/// No frame is larger than this (a guard against reading a garbage length).
+pub const MAX_FRAME: usize = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a gatescope recording (wrong magic bytes {0:02x?})")]
+    BadMagic(Vec<u8>),
+    #[error("recording format version {major}.{minor} is newer than this gatescope reads ({VERSION_MAJOR}.x); upgrade gatescope")]
+    NewerVersion { major: u16, minor: u16 },
+    #[error("corrupt frame {index} at byte {offset}: {reason}")]
+    Corrupt { index: usize, offset: u64, reason: String },
+    #[error("the recording has no header frame")]
+    NoHeader,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How an array is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Encoding {
+    F32,
+    F16,
+    /// 8-bit, linear between lo and hi.
+    U8,
+    /// Raw bytes (images).
+    Bytes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ArrayMeta {
+    name: String,
+    shape: Vec<usize>,
+    enc: Encoding,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lo: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hi: Option<f32>,
+}
+
+/// NaN-safe f64 for JSON (NaN ↔ null).
+mod nan {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WireLayer {
+    layer: u32,
+    mean_gate: Option<f32>,
+    open_fraction: Option<f32>,
+    mean_change: Option<f32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Json {
+    Header {
+        header: Box<Header>,
+        arrays: Vec<ArrayMeta>,
+    },
+    Snapshot {
+        step: u64,
+        epoch: f64,
+        #[serde(with = "nan")]
+        train_loss: f64,
+        #[serde(with = "nan")]
+        train_accuracy: f64,
+        #[serde(with = "nan")]
+        test_accuracy: f64,
+        sample_predictions: Vec<u32>,
+        layers: Vec<WireLayer>,
+        arrays: Vec<ArrayMeta>,
+    },
+    Dropped {
+        count: u64,
+    },
+}
+
+/// The 12 bytes a recording (or stream) starts with.
+pub fn preamble() -> [u8; PREAMBLE_LEN] {
+    let mut p = [0u8; PREAMBLE_LEN];
+    p[..8].copy_from_slice(MAGIC);
+    p[8..10].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
+    p[10..12].copy_from_slice(&VERSION_MINOR.to_le_bytes());
+    p
+}
+
+/// Checks a preamble. `Ok(None)`: not enough bytes yet.
+pub fn check_preamble(b: &[u8]) -> Result<Option<(u16, u16)>, RecordError> {
+    let n = b.len().min(8);
+    if b[..n] != MAGIC[..n] {
+        return Err(RecordError::BadMagic(b[..n].to_vec()));
+    }
+    if b.len() < PREAMBLE_LEN {
+        return Ok(None);
+    }
+    let major = u16::from_le_bytes([b[8], b[9]]);
+    let minor = u16::from_le_bytes([b[10], b[11]]);
+    if major > VERSION_MAJOR {
+        return Err(RecordError::NewerVersion { major, minor });
+    }
+    Ok(Some((major, minor)))
+}
+
+fn push_array(metas: &mut Vec<ArrayMeta>, payload: &mut Vec<u8>, name: &str, a: &Array, enc: Encoding) {
+    let (mut lo, mut hi) = (None, None);
+    match enc {
+        Encoding::F32 => payload.extend(a.data.iter().flat_map(|v| v.to_le_bytes())),
+        Encoding::F16 => payload.extend(a.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes())),
+        Encoding::U8 => {
+            let (l, h) = a.range().unwrap_or((0.0, 0.0));
+            let scale = if h > l { 255.0 / (h - l) } else { 0.0 };
+            payload.extend(a.data.iter().map(|v| {
+                let q = ((v - l) * scale).round();
+                if q.is_finite() { q.clamp(0.0, 255.0) as u8 } else { 0 }
+            }));
+            (lo, hi) = (Some(l), Some(h));
+        }
+        Encoding::Bytes => unreachable!("bytes are pushed by push_bytes"),
+    }
+    metas.push(ArrayMeta { name: name.into(), shape: a.shape.clone(), enc, lo, hi });
+}
+
+fn finish_frame(json: &Json, payload: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(json).expect("frame json serialises");
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(payload).expect("in-memory write");
+    let payload = z.finish().expect("in-memory write");
+    let mut body = Vec::with_capacity(4 + json.len() + payload.len());
+    body.extend((json.len() as u32).to_le_bytes());
+    body.extend(&json);
+    body.extend(&payload);
+    let mut frame = Vec::with_capacity(8 + body.len());
+    frame.extend((body.len() as u32).to_le_bytes());
+    frame.extend(crc32fast::hash(&body).to_le_bytes());
+    frame.extend(body);
+    frame
+}
+
+/// Encodes one message as a frame.
+///
+/// Storage per array: gate biases and mean T as f32; per-class means as f16; the K probe
+/// samples' T and block outputs as 8 bits between the array's min and max (256 levels, what a
+/// colormap shows). That keeps a 50 × 50, K = 32 snapshot near 100 kB.
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let (mut metas, mut payload) = (Vec::new(), Vec::new());
+    match msg {
+        Message::Header(h) => {
+            payload.extend(&h.sample_images);
+            let per = h.sample_images.len() / h.num_samples().max(1);
+            metas.push(ArrayMeta { name: "sample_images".into(), shape: vec![h.num_samples(), per], enc: Encoding::Bytes, lo: None, hi: None });
+            finish_frame(&Json::Header { header: h.clone(), arrays: metas }, &payload)
+        }
+        Message::Snapshot(s) => {
+            push_array(&mut metas, &mut payload, "gate_bias", &s.gate_bias, Encoding::F32);
+            push_array(&mut metas, &mut payload, "mean_gate", &s.mean_gate, Encoding::F32);
+            push_array(&mut metas, &mut payload, "class_mean_gate", &s.class_mean_gate, Encoding::F16);
+            push_array(&mut metas, &mut payload, "sample_gates", &s.sample_gates, Encoding::U8);
+            push_array(&mut metas, &mut payload, "sample_blocks", &s.sample_blocks, Encoding::U8);
+            let opt = |v: f32| v.is_finite().then_some(v);
+            let layers = s
+                .layers
+                .iter()
+                .map(|l| WireLayer { layer: l.layer, mean_gate: opt(l.mean_gate), open_fraction: opt(l.open_fraction), mean_change: opt(l.mean_change) })
+                .collect();
+            let json = Json::Snapshot {
+                step: s.step,
+                epoch: s.epoch,
+                train_loss: s.train_loss,
+                train_accuracy: s.train_accuracy,
+                test_accuracy: s.test_accuracy,
+                sample_predictions: s.sample_predictions.clone(),
+                layers,
+                arrays: metas,
+            };
+            finish_frame(&json, &payload)
+        }
+        Message::Dropped(count) => finish_frame(&Json::Dropped { count: *count }, &[]),
+    }
+}
+
+fn decode_arrays(metas: &[ArrayMeta], payload: &[u8]) -> Result<Vec<(String, Array, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for m in metas {
+        let n: usize = m.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("array shape overflows")?;
+        let width = match m.enc {
+            Encoding::F32 => 4,
+            Encoding::F16 => 2,
+            Encoding::U8 | Encoding::Bytes => 1,
+        };
+        let len = n.checked_mul(width).ok_or("array shape overflows")?;
+        let bytes = payload.get(at..at + len).ok_or_else(|| format!("array {} needs {len} bytes, {} left", m.name, payload.len() - at))?;
+        at += len;
+        let (array, raw) = match m.enc {
+            Encoding::F32 => (bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), vec![]),
+            Encoding::F16 => (bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(), vec![]),
+            Encoding::U8 => {
+                let (lo, hi) = (m.lo.unwrap_or(0.0), m.hi.unwrap_or(0.0));
+                let step = (hi - lo) / 255.0;
+                // the end levels are exact, so that re-encoding gives the same bytes
+                let level = |q: u8| match q {
+                    0 => lo,
+                    255 => hi,
+                    _ => lo + q as f32 * step,
+                };
+                (bytes.iter().map(|&q| level(q)).collect(), vec![])
+            }
+            Encoding::Bytes => (vec![], bytes.to_vec()),
+        };
+        let shape = if m.enc == Encoding::Bytes { vec![] } else { m.shape.clone() };
+        out.push((m.name.clone(), Array { shape, data: array }, raw));
+    }
+    if at != payload.len() {
+        return Err(format!("{} bytes after the last array", payload.len() - at));
+    }
+    Ok(out)
+}
+
+/// Decodes the body of one frame (after length and CRC were checked).
+fn decode_body(body: &[u8]) -> Result<Option<Message>, String> {
+    let jl = u32::from_le_bytes(body.get(..4).ok_or("short body")?.try_into().unwrap()) as usize;
+    let json = body.get(4..4 + jl).ok_or("json length beyond the frame")?;
+    let mut payload = Vec::new();
+    flate2::read::DeflateDecoder::new(&body[4 + jl..]).read_to_end(&mut payload).map_err(|e| format!("payload: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("json: {e}"))?;
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    if !matches!(kind, "header" | "snapshot" | "dropped") {
+        return Ok(None); // a kind from a newer minor version: skip it
+    }
+    let json: Json = serde_json::from_value(value).map_err(|e| format!("json: {e}"))?;
+    Ok(Some(match json {
+        Json::Header { mut header, arrays } => {
+            let mut a = decode_arrays(&arrays, &payload)?;
+            let images = a.pop().filter(|(n, ..)| n == "sample_images").ok_or("header without sample_images")?;
+            header.sample_images = images.2;
+            if header.sample_images.len() % header.num_samples().max(1) != 0 {
+                return Err("sample images do not match the sample count".into());
+            }
+            Message::Header(header)
+        }
+        Json::Snapshot { step, epoch, train_loss, train_accuracy, test_accuracy, sample_predictions, layers, arrays } => {
+            let mut s = Snapshot { step, epoch, train_loss, train_accuracy, test_accuracy, sample_predictions, ..Default::default() };
+            s.layers = layers
+                .into_iter()
+                .map(|l| LayerStats {
+                    layer: l.layer,
+                    mean_gate: l.mean_gate.unwrap_or(f32::NAN),
+                    open_fraction: l.open_fraction.unwrap_or(f32::NAN),
+                    mean_change: l.mean_change.unwrap_or(f32::NAN),
+                })
+                .collect();
+            for (name, a, _) in decode_arrays(&arrays, &payload)? {
+                match name.as_str() {
+                    "gate_bias" => s.gate_bias = a,
+                    "mean_gate" => s.mean_gate = a,
+                    "class_mean_gate" => s.class_mean_gate = a,
+                    "sample_gates" => s.sample_gates = a,
+                    "sample_blocks" => s.sample_blocks = a,
+                    _ => {} // an array from a newer minor version
+                }
+            }
+            Message::Snapshot(Box::new(s))
+        }
+        Json::Dropped { count } => Message::Dropped(count),
+    }))
+}
+
+/// Incremental decoder of a byte stream: a file, a file being written, or a socket.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    /// Bytes consumed from the start of the stream.
+    consumed: u64,
+    frames: usize,
+    preamble_ok: bool,
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends bytes that arrived.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet part of a complete frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Offset (in the stream) of the first byte not yet decoded.
+    pub fn offset(&self) -> u64 {
+        self.consumed
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed.
+    pub fn next(&mut self) -> Result<Option<Message>, RecordError> {
+        loop {
+            if !self.preamble_ok {
+                match check_preamble(&self.buf)? {
+                    None => return Ok(None),
+                    Some(_) => {
+                        self.take(PREAMBLE_LEN);
+                        self.preamble_ok = true;
+                    }
+                }
+            }
+            if self.buf.len() < 8 {
+                return Ok(None);
+            }
+            let len = u32::from_le_bytes(self.buf[..4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(self.buf[4..8].try_into().unwrap());
+            let corrupt = |d: &Decoder, reason: String| RecordError::Corrupt { index: d.frames, offset: d.consumed, reason };
+            if len > MAX_FRAME {
+                return Err(corrupt(self, format!("frame length {len} is implausible")));
+            }
+            if self.buf.len() < 8 + len {
+                return Ok(None);
+            }
+            let body = &self.buf[8..8 + len];
+            if crc32fast::hash(body) != crc {
+                return Err(corrupt(self, "checksum mismatch".into()));
+            }
+            let msg = decode_body(body).map_err(|r| corrupt(self, r))?;
+            self.take(8 + len);
+            self.frames += 1;
+            if let Some(m) = msg {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) {
+        self.buf.drain(..n);
+        self.consumed += n as u64;
+    }
+}
+
+/// A recording read whole.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub header: Header,
+    pub snapshots: Vec<Snapshot>,
+    /// Snapshots the sender reported dropping (streams only).
+    pub dropped: u64,
+    /// Bytes at the end that do not form a complete frame (a writer killed mid-frame).
+    pub torn_tail: Option<TornTail>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    pub offset: u64,
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "torn tail: {} bytes at offset {} do not form a complete frame (ignored)", self.bytes, self.offset)
+    }
+}
+
+/// Decodes a whole recording held in memory.
+pub fn read_bytes(bytes: &[u8]) -> Result<Recording, RecordError> {
+    let mut d = Decoder::new();
+    d.push(bytes);
+    let (mut header, mut snapshots, mut dropped) = (None, Vec::new(), 0);
+    while let Some(m) = d.next()? {
+        match m {
+            Message::Header(h) if header.is_none() => header = Some(*h),
+            Message::Header(_) => {
+                return Err(RecordError::Corrupt { index: d.frames - 1, offset: d.consumed, reason: "a second header frame".into() })
+            }
+            Message::Snapshot(s) if header.is_some() => snapshots.push(*s),
+            Message::Snapshot(_) => return Err(RecordError::NoHeader),
+            Message::Dropped(n) => dropped = n,
+        }
+    }
+    if !d.preamble_ok && bytes.len() < PREAMBLE_LEN {
+        return Err(RecordError::Corrupt { index: 0, offset: 0, reason: format!("file is {} bytes, shorter than the 12-byte preamble", bytes.len()) });
+    }
+    let header = header.ok_or(RecordError::NoHeader)?;
+    let torn_tail = (d.pending() > 0).then(|| TornTail { offset: d.offset(), bytes: d.pending() });
+    Ok(Recording { header, snapshots, dropped, torn_tail })
+}
+
+/// Opens a recording file.
+pub fn open(path: &Path) -> anyhow::Result<Recording> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    read_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Appends frames to a recording file; every frame is written whole and flushed.
+pub struct Writer<W: Write> {
+    out: W,
+}
+
+impl Writer<std::io::BufWriter<std::fs::File>> {
+    /// Creates (truncates) `path` and writes the preamble and the header.
+    pub fn create(path: &Path, header: &Header) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Writer::new(std::io::BufWriter::new(f), header)?)
+    }
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(mut out: W, header: &Header) -> std::io::Result<Self> {
+        out.write_all(&preamble())?;
+        out.write_all(&encode(&Message::Header(Box::new(header.clone()))))?;
+        out.flush()?;
+        Ok(Writer { out })
+    }
+
+    /// Appends an encoded frame (see [`encode`]).
+    pub fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(frame)?;
+        self.out.flush()
+    }
+
+    pub fn write(&mut self, msg: &Message) -> std::io::Result<()> {
+        self.write_frame(&encode(msg))
+    }
+}

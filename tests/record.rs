@@ -1,0 +1,187 @@
+//! Recording format v1: round trips, torn tails at every byte offset, version and magic errors.
+
+use gatescope::arch::{Activation, Arch, Family};
+use gatescope::card::{DatasetInfo, ModelCard};
+use gatescope::data::DatasetKind;
+use gatescope::record::{self, RecordError};
+use gatescope::snapshot::{Array, Header, LayerStats, Message, Snapshot};
+
+pub fn header(k: usize) -> Header {
+    let arch = Arch {
+        family: Family::Highway,
+        depth: 4,
+        width: 3,
+        input_dim: 4,
+        classes: 2,
+        activation: Activation::Tanh,
+        gate_bias: -2.0,
+        residual_block_layers: 2,
+    };
+    let info = DatasetInfo { name: DatasetKind::Mnist, class_names: vec!["zero".into(), "one".into()], image_shape: [1, 2, 2] };
+    Header {
+        card: ModelCard::new(arch, info, serde_json::json!({"lr": 0.1})),
+        source: "test".into(),
+        probe_size: 100,
+        sample_indices: (0..k as u32).collect(),
+        sample_labels: (0..k as u32).map(|i| i % 2).collect(),
+        sample_images: (0..k * 4).map(|i| (i * 7) as u8).collect(),
+    }
+}
+
+fn arr(shape: Vec<usize>, f: impl Fn(usize) -> f32) -> Array {
+    let n = shape.iter().product();
+    Array::new(shape, (0..n).map(f).collect())
+}
+
+pub fn snapshot(step: u64, k: usize) -> Snapshot {
+    let (l, w, c, d) = (3, 3, 2, 4);
+    Snapshot {
+        step,
+        epoch: step as f64 / 10.0,
+        train_loss: if step == 0 { f64::NAN } else { 1.0 / step as f64 },
+        train_accuracy: 0.5,
+        test_accuracy: 0.25,
+        gate_bias: arr(vec![l, w], |i| -2.0 + i as f32 * 0.01 + step as f32),
+        mean_gate: arr(vec![l, w], |i| 0.1 + i as f32 / 100.0),
+        sample_gates: arr(vec![k, l, w], |i| (i % 17) as f32 / 16.0),
+        sample_blocks: arr(vec![k, d, w], |i| ((i as f32) * 0.37).sin()),
+        sample_predictions: (0..k as u32).map(|i| (i + 1) % 2).collect(),
+        class_mean_gate: arr(vec![c, l, w], |i| 0.1 + i as f32 / 64.0),
+        layers: (1..4).map(|l| LayerStats { layer: l, mean_gate: 0.1 * l as f32, open_fraction: 0.01, mean_change: f32::NAN }).collect(),
+    }
+}
+
+fn recording(n: usize, k: usize) -> (Vec<u8>, Vec<usize>) {
+    let mut bytes = Vec::new();
+    let mut w = record::Writer::new(&mut bytes, &header(k)).unwrap();
+    for s in 0..n {
+        w.write(&Message::Snapshot(Box::new(snapshot(s as u64 * 10, k)))).unwrap();
+    }
+    drop(w);
+    // frame boundaries: after the preamble+header, and after each snapshot
+    let mut ends = vec![record::PREAMBLE_LEN + record::encode(&Message::Header(Box::new(header(k)))).len()];
+    for s in 0..n {
+        ends.push(ends.last().unwrap() + record::encode(&Message::Snapshot(Box::new(snapshot(s as u64 * 10, k)))).len());
+    }
+    (bytes, ends)
+}
+
+fn same_f64(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
+#[test]
+fn every_field_round_trips() {
+    let (bytes, _) = recording(3, 5);
+    let rec = record::read_bytes(&bytes).unwrap();
+    assert!(rec.torn_tail.is_none());
+    assert_eq!(rec.header, header(5));
+    assert_eq!(rec.header.sample_images, header(5).sample_images);
+    assert_eq!(rec.snapshots.len(), 3);
+    for (i, got) in rec.snapshots.iter().enumerate() {
+        let want = snapshot(i as u64 * 10, 5);
+        assert_eq!((got.step, got.epoch), (want.step, want.epoch));
+        assert!(same_f64(got.train_loss, want.train_loss));
+        assert_eq!((got.train_accuracy, got.test_accuracy), (want.train_accuracy, want.test_accuracy));
+        assert_eq!(got.sample_predictions, want.sample_predictions);
+        // f32 fields are exact
+        assert_eq!(got.gate_bias, want.gate_bias);
+        assert_eq!(got.mean_gate, want.mean_gate);
+        for (g, w) in got.layers.iter().zip(&want.layers) {
+            assert_eq!((g.layer, g.mean_gate, g.open_fraction), (w.layer, w.mean_gate, w.open_fraction));
+            assert!(g.mean_change.is_nan() && w.mean_change.is_nan());
+        }
+        // f16 class means: within f16 precision
+        assert_eq!(got.class_mean_gate.shape, want.class_mean_gate.shape);
+        for (g, w) in got.class_mean_gate.data.iter().zip(&want.class_mean_gate.data) {
+            assert!((g - w).abs() <= w.abs() * 1e-3, "{g} vs {w}");
+        }
+        // 8-bit sample maps: within half a level of their range
+        for (g, w) in [(&got.sample_gates, &want.sample_gates), (&got.sample_blocks, &want.sample_blocks)] {
+            assert_eq!(g.shape, w.shape);
+            let (lo, hi) = w.range().unwrap();
+            for (a, b) in g.data.iter().zip(&w.data) {
+                assert!((a - b).abs() <= (hi - lo) / 255.0 * 0.5 + 1e-6, "{a} vs {b}");
+            }
+        }
+        // and storing what was read gives the same bytes again
+        let again = record::encode(&Message::Snapshot(Box::new(got.clone())));
+        assert!(again == record::encode(&Message::Snapshot(Box::new(want.clone()))), "re-encoding changed the bytes");
+    }
+}
+
+#[test]
+fn truncation_at_every_byte_offset_keeps_every_complete_frame() {
+    let (bytes, ends) = recording(3, 2);
+    for cut in 0..=bytes.len() {
+        let r = record::read_bytes(&bytes[..cut]);
+        if cut < ends[0] {
+            let e = r.expect_err("no complete header");
+            assert!(matches!(e, RecordError::NoHeader | RecordError::Corrupt { .. }), "cut {cut}: {e}");
+            continue;
+        }
+        let rec = r.unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        let complete = ends[1..].iter().filter(|&&e| e <= cut).count();
+        assert_eq!(rec.snapshots.len(), complete, "cut {cut}");
+        let boundary = ends.contains(&cut);
+        assert_eq!(rec.torn_tail.is_none(), boundary, "cut {cut}");
+        if let Some(t) = rec.torn_tail {
+            assert_eq!(t.offset as usize, *ends.iter().filter(|&&e| e <= cut).last().unwrap());
+            assert_eq!(t.offset as usize + t.bytes, cut);
+            assert!(t.to_string().contains("torn tail"));
+        }
+    }
+}
+
+#[test]
+fn magic_version_and_corruption_are_clear_errors() {
+    let (bytes, ends) = recording(2, 2);
+    let mut bad = bytes.clone();
+    bad[0] = b'X';
+    let e = record::read_bytes(&bad).unwrap_err().to_string();
+    assert!(e.contains("not a gatescope recording"), "{e}");
+
+    let mut newer = bytes.clone();
+    newer[8..10].copy_from_slice(&2u16.to_le_bytes());
+    let e = record::read_bytes(&newer).unwrap_err().to_string();
+    assert!(e.contains("version 2.0 is newer"), "{e}");
+
+    // a newer minor version is read
+    let mut minor = bytes.clone();
+    minor[10..12].copy_from_slice(&7u16.to_le_bytes());
+    assert_eq!(record::read_bytes(&minor).unwrap().snapshots.len(), 2);
+
+    // a flipped bit inside the first snapshot frame
+    let mut flipped = bytes.clone();
+    flipped[ends[0] + 20] ^= 0x10;
+    let e = record::read_bytes(&flipped).unwrap_err().to_string();
+    assert!(e.contains("corrupt frame 1") && e.contains("checksum"), "{e}");
+
+    // an absurd frame length
+    let mut long = bytes.clone();
+    long[ends[0]..ends[0] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = record::read_bytes(&long).unwrap_err().to_string();
+    assert!(e.contains("implausible"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.gsrec");
+    std::fs::write(&p, &bad).unwrap();
+    let e = format!("{:#}", record::open(&p).unwrap_err());
+    assert!(e.contains("x.gsrec") && e.contains("magic"), "{e}");
+}
+
+#[test]
+fn decoder_reads_a_stream_byte_by_byte() {
+    let (bytes, _) = recording(3, 2);
+    let mut d = record::Decoder::new();
+    let mut got = Vec::new();
+    for b in &bytes {
+        d.push(std::slice::from_ref(b));
+        while let Some(m) = d.next().unwrap() {
+            got.push(m);
+        }
+    }
+    assert_eq!(got.len(), 4);
+    assert!(matches!(got[0], Message::Header(_)));
+    assert!(matches!(&got[3], Message::Snapshot(s) if s.step == 20));
+}
