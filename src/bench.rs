@@ -25,6 +25,71 @@ pub struct BenchReport {
     pub fast_over_autograd: f64,
     pub reference_samples_per_s: Option<f64>,
     pub fast_over_reference: Option<f64>,
+    /// With `--record`: the cost of recording at the default cadence.
+    pub recording: Option<RecordingCost>,
+}
+
+/// Training with and without recording, side by side (wall time of whole runs, including the
+/// step-0 and final snapshots).
+#[derive(Debug, Serialize)]
+pub struct RecordingCost {
+    pub epochs: usize,
+    pub cadence: String,
+    pub probe_examples: usize,
+    pub samples: usize,
+    pub plain_samples_per_s: f64,
+    pub recording_samples_per_s: f64,
+    /// (plain − recording) / plain, in percent.
+    pub overhead_percent: f64,
+    pub snapshots: usize,
+    pub file_bytes: u64,
+}
+
+/// Trains `epochs` epochs of the default recipe twice, without and with a recording.
+pub fn recording_cost(epochs: usize, threads: usize, bar: &indicatif::ProgressBar) -> anyhow::Result<RecordingCost> {
+    use crate::capture::{Cadence, Capture, Sinks};
+    use crate::probe::{ProbeSet, ProbeSize};
+    let data = data::load(data::DatasetKind::Mnist, None)?;
+    let mut cfg = TrainConfig::default_recipe();
+    cfg.epochs = epochs;
+    cfg.threads = threads;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let cadence: Cadence = "1epochs".parse().map_err(anyhow::Error::msg)?;
+    let (probe_n, k) = (10_000, 32);
+    let dir = std::env::temp_dir().join(format!("gatescope-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("bench.gsrec");
+
+    bar.set_message("training without recording");
+    let t = Instant::now();
+    let plain = crate::train::train(&cfg, &data, &stop, &mut ())?;
+    let plain_s = t.elapsed().as_secs_f64();
+
+    bar.set_message("training with recording");
+    let probe = ProbeSet::new(&data, ProbeSize::Count(probe_n), k);
+    let header = probe.header(crate::train::initial_card(&cfg, &data)?, "bench");
+    let t = Instant::now();
+    let mut capture = Capture::new(probe, cadence, Sinks::open(&header, Some(&path), None, None)?);
+    let rec = crate::train::train(&cfg, &data, &stop, &mut capture)?;
+    let snapshots = capture.snapshots;
+    capture.sinks.finish();
+    let rec_s = t.elapsed().as_secs_f64();
+    let file_bytes = std::fs::metadata(&path)?.len();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let samples = |o: &crate::train::Outcome| (o.card.metrics.as_ref().map_or(0, |m| m.steps) * cfg.batch_size) as f64;
+    let (p, r) = (samples(&plain) / plain_s, samples(&rec) / rec_s);
+    Ok(RecordingCost {
+        epochs,
+        cadence: cadence.to_string(),
+        probe_examples: probe_n,
+        samples: k,
+        plain_samples_per_s: p,
+        recording_samples_per_s: r,
+        overhead_percent: 100.0 * (p - r) / p,
+        snapshots,
+        file_bytes,
+    })
 }
 
 /// Samples/s of `steps` training steps after `warmup` untimed ones.
@@ -68,6 +133,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         slow = slow.max(measure(false, args, &train, &bar)?);
         bar.set_message(format!("fast {fast:.0}/s, autograd {slow:.0}/s"));
     }
+    let recording = match args.record {
+        Some(epochs) => Some(recording_cost(epochs.max(1), args.threads, &bar)?),
+        None => None,
+    };
     bar.finish_and_clear();
     Ok(BenchReport {
         model: "figure2: 784 → 50 plain → 49 highway × 50 tanh → 10".into(),
@@ -80,5 +149,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         fast_over_autograd: fast / slow,
         reference_samples_per_s: args.reference,
         fast_over_reference: args.reference.map(|r| fast / r),
+        recording,
     })
 }

@@ -27,6 +27,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Measure training throughput (samples/s) of the Figure-2 model
     Bench(BenchArgs),
+    /// Probe a model file: write a recording with one snapshot of its gate activity
+    Probe(ProbeArgs),
+    /// Describe a model file or a recording (card, snapshots, torn tail)
+    Info(InfoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +43,28 @@ pub struct TrainArgs {
     /// No progress bars; print one line per epoch instead
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+/// Snapshots of gate activity during training.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CaptureArgs {
+    /// Write a recording of gate snapshots to FILE (format: docs/recording-format.md)
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Stream snapshots to a viewer (`gatescope view --listen`) at ADDR
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::stream::DEFAULT_ADDR)]
+    pub connect: Option<String>,
+    /// Snapshot cadence: N steps or N epochs, e.g. 200steps, 1epochs (always also at step 0 and at the end)
+    #[arg(long, value_name = "N{steps|epochs}", default_value = "1epochs")]
+    pub every: crate::capture::Cadence,
+    /// Training examples the gate means are taken over: a count, or `all`
+    #[arg(long, value_name = "N|all", default_value = "10000")]
+    pub probe: crate::probe::ProbeSize,
+    /// Probe samples whose own T and block outputs are kept (spread across the classes)
+    #[arg(long, value_name = "K", default_value_t = 32)]
+    pub samples: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +80,36 @@ pub struct EvalArgs {
     /// Intra-op threads for libtorch
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Model file written by `gatescope train`
+    pub model: PathBuf,
+    /// Recording to write
+    #[arg(long, default_value = "runs/probe.gsrec")]
+    pub out: PathBuf,
+    /// Folder with the dataset's files, if the model was not trained on the bundled MNIST
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Training examples the gate means are taken over: a count, or `all`
+    #[arg(long, value_name = "N|all", default_value = "10000")]
+    pub probe: crate::probe::ProbeSize,
+    /// Probe samples whose own T and block outputs are kept
+    #[arg(long, value_name = "K", default_value_t = 32)]
+    pub samples: usize,
+    /// Intra-op threads for libtorch
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// A model (.safetensors) or a recording (.gsrec)
+    pub path: PathBuf,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +132,10 @@ pub struct BenchArgs {
     /// A reference throughput (e.g. from the PyTorch reference script) to compute a ratio against
     #[arg(long)]
     pub reference: Option<f64>,
+    /// Also measure the cost of recording: train EPOCHS epochs with and without
+    /// `--record` at the default cadence, side by side
+    #[arg(long, value_name = "EPOCHS", num_args = 0..=1, default_missing_value = "2")]
+    pub record: Option<usize>,
     /// Print a JSON object
     #[arg(long)]
     pub json: bool,

@@ -9,7 +9,11 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::{BenchArgs, Cli, Command, EvalArgs, TrainArgs};
+use crate::capture::{Both, Capture, Sinks};
+use crate::cli::{BenchArgs, Cli, Command, EvalArgs, InfoArgs, ProbeArgs, TrainArgs};
+use crate::probe::{self, ProbeSet};
+use crate::record;
+use crate::snapshot::Message;
 use crate::model::{file, ForwardOpts, Model};
 use crate::train::{self, BatchStats, EpochStats, Observer, Tensors};
 use crate::{bench, data};
@@ -20,6 +24,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train(a) => train_cmd(a),
         Command::Eval(a) => eval_cmd(a),
         Command::Bench(a) => bench_cmd(a),
+        Command::Probe(a) => probe_cmd(a),
+        Command::Info(a) => info_cmd(a),
     }
 }
 
@@ -92,10 +98,11 @@ impl Observer for Bars {
         self.batches.reset();
         Ok(())
     }
-    fn on_finish(&mut self) {
+    fn on_finish(&mut self, _: &Model, _: usize, _: f64) -> anyhow::Result<()> {
         self.batches.finish_and_clear();
         self.epochs.finish();
         eprintln!("evaluating on the full train and test sets");
+        Ok(())
     }
 }
 
@@ -104,7 +111,27 @@ fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let data = data::load(a.config.dataset, a.config.data_dir.as_deref())?;
     let stop = stop_flag()?;
     let mut bars = Bars::new(a.quiet);
-    let out = train::train(&a.config, &data, &stop, &mut bars)?;
+    let c = &a.capture;
+    let out = if c.record.is_some() || c.connect.is_some() {
+        let probe = ProbeSet::new(&data, c.probe, c.samples);
+        let header = probe.header(train::initial_card(&a.config, &data)?, "gatescope train");
+        let sinks = Sinks::open(&header, c.record.as_deref(), c.connect.as_deref(), None)?;
+        let mut capture = Capture::new(probe, c.every, sinks);
+        let out = train::train(&a.config, &data, &stop, &mut Both(&mut bars, &mut capture));
+        let dropped = capture.sinks.dropped();
+        let (n, secs) = (capture.snapshots, capture.seconds);
+        capture.sinks.finish();
+        let out = out?;
+        if let Some(p) = &c.record {
+            eprintln!("recorded {n} snapshots to {} ({secs:.1} s probing)", p.display());
+        }
+        if c.connect.is_some() {
+            eprintln!("streamed {n} snapshots ({dropped} dropped for a slow or absent viewer)");
+        }
+        out
+    } else {
+        train::train(&a.config, &data, &stop, &mut bars)?
+    };
     file::save(&out.model, &out.card, &a.out)?;
     let m = out.card.metrics.as_ref().expect("trainer sets metrics");
     println!(
@@ -156,6 +183,71 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
+    tch::set_num_threads(a.threads.max(1) as i32);
+    let (model, card, data) = open_model(&a.model, a.data_dir.as_deref())?;
+    let probe = ProbeSet::new(&data, a.probe, a.samples);
+    let steps = card.metrics.as_ref().map_or(0, |m| m.steps);
+    let epochs = card.metrics.as_ref().map_or(0.0, |m| m.epochs_completed as f64);
+    let (train_loss, train_accuracy) = card.metrics.as_ref().map_or((f64::NAN, f64::NAN), |m| (m.train_loss, m.train_accuracy));
+    let progress = probe::Progress { step: steps as u64, epoch: epochs, train_loss, train_accuracy, test_accuracy: None };
+    let header = probe.header(card, format!("model file {}", a.model.display()));
+    let snap = probe::snapshot(&model, &probe, progress, None);
+    let mut w = record::Writer::create(&a.out, &header)?;
+    w.write(&Message::Snapshot(Box::new(snap)))?;
+    println!("{}: one snapshot of {} over {} probe examples", a.out.display(), a.model.display(), probe.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_cmd(a: InfoArgs) -> anyhow::Result<ExitCode> {
+    let t = std::time::Instant::now();
+    let bytes = std::fs::read(&a.path).with_context(|| format!("reading {}", a.path.display()))?;
+    if bytes.starts_with(record::MAGIC) {
+        let rec = record::read_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.path.display()))?;
+        let decode_ms = t.elapsed().as_secs_f64() * 1e3;
+        let steps: Vec<u64> = rec.snapshots.iter().map(|s| s.step).collect();
+        let last = rec.snapshots.last();
+        if a.json {
+            let v = serde_json::json!({
+                "kind": "recording",
+                "bytes": bytes.len(),
+                "decode_ms": decode_ms,
+                "snapshots": rec.snapshots.len(),
+                "steps": steps,
+                "torn_tail_bytes": rec.torn_tail.map(|t| t.bytes),
+                "card": rec.header.card,
+                "probe_size": rec.header.probe_size,
+                "samples": rec.header.num_samples(),
+                "last_test_accuracy": last.map(|s| s.test_accuracy).filter(|v| v.is_finite()),
+            });
+            println!("{v}");
+        } else {
+            let arch = &rec.header.card.arch;
+            println!("recording of a {:?} net, depth {}, width {}, on {}", arch.family, arch.depth, arch.width, rec.header.card.dataset.name.name());
+            println!("{} snapshots, steps {:?}..{:?}; probe set {} examples, {} samples", rec.snapshots.len(), steps.first(), steps.last(), rec.header.probe_size, rec.header.num_samples());
+            println!("{} bytes, read and decoded in {decode_ms:.1} ms", bytes.len());
+            if let Some(s) = last {
+                println!("last snapshot: step {}, test accuracy {:.4}", s.step, s.test_accuracy);
+            }
+            if let Some(t) = rec.torn_tail {
+                println!("{t}");
+            }
+        }
+    } else {
+        let card = file::read_card(&a.path)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&card)?);
+        } else {
+            println!("model: {:?} net, depth {}, width {}, {:?}, gate bias {}", card.arch.family, card.arch.depth, card.arch.width, card.arch.activation, card.arch.gate_bias);
+            println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
+            if let Some(m) = &card.metrics {
+                println!("train accuracy {:.4}, test accuracy {:.4} after {} steps{}", m.train_accuracy, m.test_accuracy, m.steps, if m.interrupted { " (interrupted)" } else { "" });
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let r = bench::run(&a)?;
     if a.json {
@@ -167,6 +259,12 @@ fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         println!("fast / autograd: {:.2}×", r.fast_over_autograd);
         if let (Some(rf), Some(x)) = (r.reference_samples_per_s, r.fast_over_reference) {
             println!("reference: {rf:.0} samples/s; fast / reference: {x:.2}×");
+        }
+        if let Some(c) = &r.recording {
+            println!(
+                "recording ({} epochs, every {}, probe {} + {} samples): {:.0} samples/s without, {:.0} with: {:.1} % overhead; {} snapshots, {} bytes",
+                c.epochs, c.cadence, c.probe_examples, c.samples, c.plain_samples_per_s, c.recording_samples_per_s, c.overhead_percent, c.snapshots, c.file_bytes
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod capture;
 pub mod card;
 pub mod cli;
 pub mod commands;
@@ -13,4 +14,5 @@ pub mod model;
 pub mod probe;
 pub mod record;
 pub mod snapshot;
+pub mod stream;
 pub mod train;

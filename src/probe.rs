@@ -129,6 +129,8 @@ pub struct Progress {
     pub epoch: f64,
     pub train_loss: f64,
     pub train_accuracy: f64,
+    /// Test accuracy if the caller has it for this model state; else the probe computes it.
+    pub test_accuracy: Option<f64>,
 }
 
 /// One probe pass: everything a [`Snapshot`] holds. `lesion` closes one layer's gates.
@@ -184,7 +186,10 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let k = probe.sample_x.size()[0];
         let sample_gates = if gated > 0 { Tensor::stack(&sf.gates, 1) } else { Tensor::zeros([k, 0, w], f) };
         let preds = sf.logits.argmax(-1, false);
-        let (_, test_accuracy) = model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion });
+        let test_accuracy = match progress.test_accuracy {
+            Some(a) if lesion.is_none() => a,
+            _ => model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion }).1,
+        };
         Snapshot {
             step: progress.step,
             epoch: progress.epoch,

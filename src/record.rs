@@ -61,6 +61,12 @@ struct ArrayMeta {
     lo: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hi: Option<f32>,
+    /// u8: the top level (lo ↔ 0, hi ↔ top).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    top: Option<u8>,
+    /// u8: rows stored as differences from the previous row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    delta: bool,
 }
 
 /// NaN-safe f64 for JSON (NaN ↔ null).
@@ -133,28 +139,58 @@ pub fn check_preamble(b: &[u8]) -> Result<Option<(u16, u16)>, RecordError> {
     Ok(Some((major, minor)))
 }
 
-fn push_array(metas: &mut Vec<ArrayMeta>, payload: &mut Vec<u8>, name: &str, a: &Array, enc: Encoding) {
+/// Quantisation of a u8 array: `top` levels above zero, optionally row-delta coded.
+#[derive(Clone, Copy)]
+struct Quant {
+    top: u8,
+    delta: bool,
+}
+
+fn push_array(metas: &mut Vec<ArrayMeta>, payload: &mut Vec<u8>, name: &str, a: &Array, enc: Encoding, quant: Option<Quant>) {
     let (mut lo, mut hi) = (None, None);
+    let quant_meta = quant.unwrap_or(Quant { top: 255, delta: false });
     match enc {
         Encoding::F32 => payload.extend(a.data.iter().flat_map(|v| v.to_le_bytes())),
-        Encoding::F16 => payload.extend(a.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes())),
+        Encoding::F16 => {
+            // byte-shuffled: all low bytes, then all high bytes (compresses better)
+            let bits: Vec<[u8; 2]> = a.data.iter().map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+            payload.extend(bits.iter().map(|b| b[0]));
+            payload.extend(bits.iter().map(|b| b[1]));
+        }
         Encoding::U8 => {
             let (l, h) = a.range().unwrap_or((0.0, 0.0));
-            let scale = if h > l { 255.0 / (h - l) } else { 0.0 };
-            payload.extend(a.data.iter().map(|v| {
-                let q = ((v - l) * scale).round();
-                if q.is_finite() { q.clamp(0.0, 255.0) as u8 } else { 0 }
-            }));
+            let top = quant_meta.top as f32;
+            let scale = if h > l { top / (h - l) } else { 0.0 };
+            let q: Vec<u8> = a
+                .data
+                .iter()
+                .map(|v| {
+                    let q = ((v - l) * scale).round();
+                    if q.is_finite() { q.clamp(0.0, top) as u8 } else { 0 }
+                })
+                .collect();
+            if quant_meta.delta {
+                // each row minus the row before it (wrapping): where layers carry their input,
+                // the changes are small and the bytes compress well
+                let row = *a.shape.last().unwrap_or(&1);
+                payload.extend((0..q.len()).map(|i| if i >= row { q[i].wrapping_sub(q[i - row]) } else { q[i] }));
+            } else {
+                payload.extend(q);
+            }
             (lo, hi) = (Some(l), Some(h));
         }
         Encoding::Bytes => unreachable!("bytes are pushed by push_bytes"),
     }
-    metas.push(ArrayMeta { name: name.into(), shape: a.shape.clone(), enc, lo, hi });
+    let (top, delta) = match (enc, quant) {
+        (Encoding::U8, Some(q)) => (Some(q.top), q.delta),
+        _ => (None, false),
+    };
+    metas.push(ArrayMeta { name: name.into(), shape: a.shape.clone(), enc, lo, hi, top, delta });
 }
 
 fn finish_frame(json: &Json, payload: &[u8]) -> Vec<u8> {
     let json = serde_json::to_vec(json).expect("frame json serialises");
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
     z.write_all(payload).expect("in-memory write");
     let payload = z.finish().expect("in-memory write");
     let mut body = Vec::with_capacity(4 + json.len() + payload.len());
@@ -170,24 +206,31 @@ fn finish_frame(json: &Json, payload: &[u8]) -> Vec<u8> {
 
 /// Encodes one message as a frame.
 ///
-/// Storage per array: gate biases and mean T as f32; per-class means as f16; the K probe
-/// samples' T and block outputs as 8 bits between the array's min and max (256 levels, what a
-/// colormap shows). That keeps a 50 × 50, K = 32 snapshot near 100 kB.
+/// Storage per array (chosen to keep 100 snapshots of a 50 × 50 net with K = 32 under 16 MB):
+/// mean T as f32; gate biases as f16 (byte-shuffled); per-class means as their deviation from
+/// the mean T (Figure 3), 256 levels across its range; the K probe samples'
+/// T and block outputs as 128 levels between the array's min and max (a colormap shows 256;
+/// the eye does not tell them apart), block outputs as row-to-row differences.
 pub fn encode(msg: &Message) -> Vec<u8> {
     let (mut metas, mut payload) = (Vec::new(), Vec::new());
     match msg {
         Message::Header(h) => {
             payload.extend(&h.sample_images);
             let per = h.sample_images.len() / h.num_samples().max(1);
-            metas.push(ArrayMeta { name: "sample_images".into(), shape: vec![h.num_samples(), per], enc: Encoding::Bytes, lo: None, hi: None });
+            metas.push(ArrayMeta { name: "sample_images".into(), shape: vec![h.num_samples(), per], enc: Encoding::Bytes, lo: None, hi: None, top: None, delta: false });
             finish_frame(&Json::Header { header: h.clone(), arrays: metas }, &payload)
         }
         Message::Snapshot(s) => {
-            push_array(&mut metas, &mut payload, "gate_bias", &s.gate_bias, Encoding::F32);
-            push_array(&mut metas, &mut payload, "mean_gate", &s.mean_gate, Encoding::F32);
-            push_array(&mut metas, &mut payload, "class_mean_gate", &s.class_mean_gate, Encoding::F16);
-            push_array(&mut metas, &mut payload, "sample_gates", &s.sample_gates, Encoding::U8);
-            push_array(&mut metas, &mut payload, "sample_blocks", &s.sample_blocks, Encoding::U8);
+            let q7 = |delta| Some(Quant { top: 127, delta });
+            push_array(&mut metas, &mut payload, "gate_bias", &s.gate_bias, Encoding::F16, None);
+            push_array(&mut metas, &mut payload, "mean_gate", &s.mean_gate, Encoding::F32, None);
+            // per-class means as their deviation from the overall mean (Figure 3's quantity)
+            let per = s.mean_gate.data.len().max(1);
+            let dev: Vec<f32> = s.class_mean_gate.data.iter().enumerate().map(|(i, v)| v - s.mean_gate.data[i % per]).collect();
+            let dev = Array { shape: s.class_mean_gate.shape.clone(), data: dev };
+            push_array(&mut metas, &mut payload, "class_deviation", &dev, Encoding::U8, Some(Quant { top: 255, delta: false }));
+            push_array(&mut metas, &mut payload, "sample_gates", &s.sample_gates, Encoding::U8, q7(false));
+            push_array(&mut metas, &mut payload, "sample_blocks", &s.sample_blocks, Encoding::U8, q7(true));
             let opt = |v: f32| v.is_finite().then_some(v);
             let layers = s
                 .layers
@@ -225,17 +268,27 @@ fn decode_arrays(metas: &[ArrayMeta], payload: &[u8]) -> Result<Vec<(String, Arr
         at += len;
         let (array, raw) = match m.enc {
             Encoding::F32 => (bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), vec![]),
-            Encoding::F16 => (bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(), vec![]),
+            Encoding::F16 => {
+                let (low, high) = bytes.split_at(n);
+                (low.iter().zip(high).map(|(&l, &h)| half::f16::from_le_bytes([l, h]).to_f32()).collect(), vec![])
+            }
             Encoding::U8 => {
-                let (lo, hi) = (m.lo.unwrap_or(0.0), m.hi.unwrap_or(0.0));
-                let step = (hi - lo) / 255.0;
+                let (lo, hi, top) = (m.lo.unwrap_or(0.0), m.hi.unwrap_or(0.0), m.top.unwrap_or(255).max(1));
+                let step = (hi - lo) / top as f32;
                 // the end levels are exact, so that re-encoding gives the same bytes
                 let level = |q: u8| match q {
                     0 => lo,
-                    255 => hi,
+                    q if q == top => hi,
                     _ => lo + q as f32 * step,
                 };
-                (bytes.iter().map(|&q| level(q)).collect(), vec![])
+                let row = (*m.shape.last().unwrap_or(&1)).max(1);
+                let mut q = bytes.to_vec();
+                if m.delta {
+                    for i in row..q.len() {
+                        q[i] = q[i].wrapping_add(q[i - row]);
+                    }
+                }
+                (q.iter().map(|&q| level(q)).collect(), vec![])
             }
             Encoding::Bytes => (vec![], bytes.to_vec()),
         };
@@ -285,11 +338,19 @@ fn decode_body(body: &[u8]) -> Result<Option<Message>, String> {
                 match name.as_str() {
                     "gate_bias" => s.gate_bias = a,
                     "mean_gate" => s.mean_gate = a,
-                    "class_mean_gate" => s.class_mean_gate = a,
+                    "class_deviation" => s.class_mean_gate = a,
                     "sample_gates" => s.sample_gates = a,
                     "sample_blocks" => s.sample_blocks = a,
                     _ => {} // an array from a newer minor version
                 }
+            }
+            let per = s.mean_gate.data.len();
+            if per > 0 && s.class_mean_gate.data.len() % per == 0 {
+                for (i, v) in s.class_mean_gate.data.iter_mut().enumerate() {
+                    *v += s.mean_gate.data[i % per];
+                }
+            } else if !s.class_mean_gate.data.is_empty() {
+                return Err("class means do not match the mean gate map".into());
             }
             Message::Snapshot(Box::new(s))
         }
@@ -297,10 +358,32 @@ fn decode_body(body: &[u8]) -> Result<Option<Message>, String> {
     }))
 }
 
+/// The body of the frame at the start of `buf`: `Ok(None)` if it is not complete yet.
+fn split_frame(buf: &[u8]) -> Result<Option<&[u8]>, String> {
+    if buf.len() < 8 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+    if len > MAX_FRAME {
+        return Err(format!("frame length {len} is implausible"));
+    }
+    if buf.len() < 8 + len {
+        return Ok(None);
+    }
+    let body = &buf[8..8 + len];
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok(Some(body))
+}
+
 /// Incremental decoder of a byte stream: a file, a file being written, or a socket.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Start of the undecoded bytes in `buf` (compacted lazily, so decoding stays linear).
+    start: usize,
     /// Bytes consumed from the start of the stream.
     consumed: u64,
     frames: usize,
@@ -314,12 +397,16 @@ impl Decoder {
 
     /// Appends bytes that arrived.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes received but not yet part of a complete frame.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// Offset (in the stream) of the first byte not yet decoded.
@@ -330,8 +417,9 @@ impl Decoder {
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub fn next(&mut self) -> Result<Option<Message>, RecordError> {
         loop {
+            let buf = &self.buf[self.start..];
             if !self.preamble_ok {
-                match check_preamble(&self.buf)? {
+                match check_preamble(buf)? {
                     None => return Ok(None),
                     Some(_) => {
                         self.take(PREAMBLE_LEN);
@@ -339,22 +427,14 @@ impl Decoder {
                     }
                 }
             }
-            if self.buf.len() < 8 {
-                return Ok(None);
-            }
-            let len = u32::from_le_bytes(self.buf[..4].try_into().unwrap()) as usize;
-            let crc = u32::from_le_bytes(self.buf[4..8].try_into().unwrap());
+            let buf = &self.buf[self.start..];
             let corrupt = |d: &Decoder, reason: String| RecordError::Corrupt { index: d.frames, offset: d.consumed, reason };
-            if len > MAX_FRAME {
-                return Err(corrupt(self, format!("frame length {len} is implausible")));
-            }
-            if self.buf.len() < 8 + len {
-                return Ok(None);
-            }
-            let body = &self.buf[8..8 + len];
-            if crc32fast::hash(body) != crc {
-                return Err(corrupt(self, "checksum mismatch".into()));
-            }
+            let body = match split_frame(buf) {
+                Ok(Some(body)) => body,
+                Ok(None) => return Ok(None),
+                Err(reason) => return Err(corrupt(self, reason)),
+            };
+            let len = body.len();
             let msg = decode_body(body).map_err(|r| corrupt(self, r))?;
             self.take(8 + len);
             self.frames += 1;
@@ -365,7 +445,7 @@ impl Decoder {
     }
 
     fn take(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.start += n;
         self.consumed += n as u64;
     }
 }
@@ -393,27 +473,43 @@ impl std::fmt::Display for TornTail {
     }
 }
 
-/// Decodes a whole recording held in memory.
+/// Decodes a whole recording held in memory. Frames are found and checked in order, then
+/// their bodies are decoded on all cores (they are independent).
 pub fn read_bytes(bytes: &[u8]) -> Result<Recording, RecordError> {
-    let mut d = Decoder::new();
-    d.push(bytes);
-    let (mut header, mut snapshots, mut dropped) = (None, Vec::new(), 0);
-    while let Some(m) = d.next()? {
-        match m {
-            Message::Header(h) if header.is_none() => header = Some(*h),
-            Message::Header(_) => {
-                return Err(RecordError::Corrupt { index: d.frames - 1, offset: d.consumed, reason: "a second header frame".into() })
-            }
-            Message::Snapshot(s) if header.is_some() => snapshots.push(*s),
-            Message::Snapshot(_) => return Err(RecordError::NoHeader),
-            Message::Dropped(n) => dropped = n,
-        }
-    }
-    if !d.preamble_ok && bytes.len() < PREAMBLE_LEN {
+    if bytes.len() < PREAMBLE_LEN {
+        check_preamble(bytes)?;
         return Err(RecordError::Corrupt { index: 0, offset: 0, reason: format!("file is {} bytes, shorter than the 12-byte preamble", bytes.len()) });
     }
+    check_preamble(bytes)?;
+    let mut frames: Vec<(u64, &[u8])> = Vec::new();
+    let mut at = PREAMBLE_LEN;
+    while let Some(body) = split_frame(&bytes[at..]).map_err(|reason| RecordError::Corrupt { index: frames.len(), offset: at as u64, reason })? {
+        frames.push((at as u64, body));
+        at += 8 + body.len();
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(frames.len().max(1));
+    let per = frames.len().div_ceil(threads.max(1)).max(1);
+    let decoded: Vec<Result<Option<Message>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = frames
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(|(_, body)| decode_body(body)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("decoder thread")).collect()
+    });
+    let (mut header, mut snapshots, mut dropped) = (None, Vec::new(), 0);
+    for (index, (result, (offset, _))) in decoded.into_iter().zip(&frames).enumerate() {
+        let corrupt = |reason: String| RecordError::Corrupt { index, offset: *offset, reason };
+        match result.map_err(corrupt)? {
+            Some(Message::Header(h)) if header.is_none() => header = Some(*h),
+            Some(Message::Header(_)) => return Err(corrupt("a second header frame".into())),
+            Some(Message::Snapshot(s)) if header.is_some() => snapshots.push(*s),
+            Some(Message::Snapshot(_)) => return Err(RecordError::NoHeader),
+            Some(Message::Dropped(n)) => dropped = n,
+            None => {}
+        }
+    }
     let header = header.ok_or(RecordError::NoHeader)?;
-    let torn_tail = (d.pending() > 0).then(|| TornTail { offset: d.offset(), bytes: d.pending() });
+    let torn_tail = (at < bytes.len()).then(|| TornTail { offset: at as u64, bytes: bytes.len() - at });
     Ok(Recording { header, snapshots, dropped, torn_tail })
 }
 

@@ -166,8 +166,10 @@ pub trait Observer {
     fn on_epoch(&mut self, _e: &EpochStats, _model: &Model) -> anyhow::Result<()> {
         Ok(())
     }
-    /// The final evaluation over both splits begins.
-    fn on_finish(&mut self) {}
+    /// Training is over (`step` steps, `epoch` epochs done); the final evaluation follows.
+    fn on_finish(&mut self, _model: &Model, _step: usize, _epoch: f64) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 impl Observer for () {}
@@ -263,15 +265,10 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
         obs.on_epoch(&e, &model)?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    obs.on_finish();
+    obs.on_finish(&model, step, step as f64 / batches as f64)?;
     let (train_loss, train_accuracy) = model.evaluate(&train_t.x, &train_t.y, ForwardOpts::default());
     let (test_loss, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
-    let info = DatasetInfo {
-        name: data.kind,
-        class_names: data.class_names.clone(),
-        image_shape: data.image_shape,
-    };
-    let mut card = ModelCard::new(arch, info, serde_json::to_value(cfg)?);
+    let mut card = initial_card(cfg, data)?;
     card.metrics = Some(Metrics {
         train_accuracy,
         test_accuracy,
@@ -283,6 +280,12 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
         interrupted,
     });
     Ok(Outcome { model, card })
+}
+
+/// The card of a run before it has any metrics.
+pub fn initial_card(cfg: &TrainConfig, data: &Dataset) -> anyhow::Result<ModelCard> {
+    let info = DatasetInfo { name: data.kind, class_names: data.class_names.clone(), image_shape: data.image_shape };
+    Ok(ModelCard::new(cfg.arch(data), info, serde_json::to_value(cfg)?))
 }
 
 /// One optimisation step: gradient (fast kernel or autograd) and SGD update.

@@ -1,0 +1,277 @@
+//! Transport: the recording's frames over a TCP socket, and the same [`Message`]s through an
+//! in-process queue. Nothing here waits on a slow reader: the trainer side pushes into a
+//! bounded [`Queue`] that coalesces (drops the oldest snapshot) when full, and counts drops.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::record::{self, Decoder};
+use crate::snapshot::{Header, Message};
+
+/// The port `view --listen` and `train --connect` use by default.
+pub const DEFAULT_PORT: u16 = 7817;
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7817";
+
+/// Snapshots a queue holds before it starts dropping the oldest.
+pub const QUEUE_CAPACITY: usize = 4;
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<Arc<Message>>,
+    dropped: u64,
+    closed: bool,
+}
+
+/// A bounded multi-producer queue that never blocks the producer: when full, the oldest
+/// message is dropped (and counted).
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<(Mutex<QueueState>, Condvar)>,
+    capacity: usize,
+}
+
+impl Queue {
+    pub fn new(capacity: usize) -> Self {
+        Queue { inner: Arc::new((Mutex::new(QueueState::default()), Condvar::new())), capacity: capacity.max(1) }
+    }
+
+    /// Adds a message; drops the oldest if the queue is full. Never blocks on the reader.
+    pub fn push(&self, msg: Arc<Message>) {
+        let (lock, cv) = &*self.inner;
+        let mut s = lock.lock().expect("queue lock");
+        if s.items.len() >= self.capacity {
+            s.items.pop_front();
+            s.dropped += 1;
+        }
+        s.items.push_back(msg);
+        cv.notify_one();
+    }
+
+    /// Waits up to `timeout` for a message. `None` on timeout or when closed and empty.
+    pub fn pop_timeout(&self, timeout: Duration) -> Option<Arc<Message>> {
+        let (lock, cv) = &*self.inner;
+        let mut s = lock.lock().expect("queue lock");
+        if s.items.is_empty() && !s.closed {
+            s = cv.wait_timeout(s, timeout).expect("queue lock").0;
+        }
+        s.items.pop_front()
+    }
+
+    pub fn try_pop(&self) -> Option<Arc<Message>> {
+        self.inner.0.lock().expect("queue lock").items.pop_front()
+    }
+
+    /// Messages dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.inner.0.lock().expect("queue lock").dropped
+    }
+
+    pub fn close(&self) {
+        let (lock, cv) = &*self.inner;
+        lock.lock().expect("queue lock").closed = true;
+        cv.notify_all();
+    }
+
+    pub fn is_closed_and_empty(&self) -> bool {
+        let s = self.inner.0.lock().expect("queue lock");
+        s.closed && s.items.is_empty()
+    }
+}
+
+/// Streams a run's messages to a viewer at `addr`, reconnecting when the viewer goes away.
+/// Each (re)connection starts with the preamble and the header, then the next snapshots.
+pub struct SocketSink {
+    queue: Queue,
+    thread: Option<JoinHandle<()>>,
+    connected: Arc<AtomicBool>,
+}
+
+impl SocketSink {
+    pub fn connect(addr: &str, header: Header) -> anyhow::Result<Self> {
+        let addr: SocketAddr = addr
+            .to_socket_addrs()
+            .map_err(|e| anyhow::anyhow!("--connect {addr}: {e}"))?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("--connect {addr}: no address"))?;
+        let queue = Queue::new(QUEUE_CAPACITY);
+        let connected = Arc::new(AtomicBool::new(false));
+        let (q, c) = (queue.clone(), connected.clone());
+        let header_frame = record::encode(&Message::Header(Box::new(header)));
+        let thread = std::thread::Builder::new()
+            .name("gatescope-stream".into())
+            .spawn(move || socket_loop(addr, &header_frame, &q, &c))?;
+        Ok(SocketSink { queue, thread: Some(thread), connected })
+    }
+
+    pub fn send(&self, msg: Arc<Message>) {
+        self.queue.push(msg);
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Sends what is queued (waiting at most `grace` for a viewer), then stops.
+    pub fn finish(mut self, grace: Duration) {
+        self.queue.close();
+        if let Some(t) = self.thread.take() {
+            let deadline = std::time::Instant::now() + grace;
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: &AtomicBool) {
+    let mut stream: Option<TcpStream> = None;
+    let mut sent_dropped = 0u64;
+    loop {
+        if stream.is_none() {
+            if queue.is_closed_and_empty() {
+                return;
+            }
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(mut s) => {
+                    let _ = s.set_nodelay(true);
+                    let ok = s.write_all(&record::preamble()).and_then(|_| s.write_all(header_frame));
+                    if ok.is_ok() {
+                        stream = Some(s);
+                        connected.store(true, Ordering::Relaxed);
+                        sent_dropped = u64::MAX; // resend the drop count on a new connection
+                    }
+                }
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(250));
+                    continue;
+                }
+            }
+            continue;
+        }
+        let Some(msg) = queue.pop_timeout(Duration::from_millis(200)) else {
+            if queue.is_closed_and_empty() {
+                return;
+            }
+            continue;
+        };
+        let s = stream.as_mut().expect("connected");
+        let dropped = queue.dropped();
+        let mut frames = Vec::new();
+        if dropped != sent_dropped && dropped > 0 {
+            frames.extend(record::encode(&Message::Dropped(dropped)));
+        }
+        frames.extend(record::encode(&msg));
+        if s.write_all(&frames).is_err() {
+            // the viewer went away: this snapshot is lost, later ones go to the next viewer
+            stream = None;
+            connected.store(false, Ordering::Relaxed);
+        } else {
+            sent_dropped = dropped;
+        }
+    }
+}
+
+/// What a listening viewer hears.
+#[derive(Debug)]
+pub enum StreamEvent {
+    Connected { peer: SocketAddr },
+    Message { peer: SocketAddr, message: Message },
+    /// The trainer closed the connection (`error: None`) or the stream broke.
+    Disconnected { peer: SocketAddr, error: Option<String> },
+}
+
+/// Accepts trainers on `addr` and forwards their messages as [`StreamEvent`]s.
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub events: mpsc::Receiver<StreamEvent>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Listener {
+    /// Binds `addr` (give a loopback address unless others should reach it). `wake` is called
+    /// after every event (the viewer asks for a repaint there).
+    pub fn bind(addr: &str, wake: Arc<dyn Fn() + Send + Sync>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::Builder::new().name("gatescope-listen".into()).spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((sock, peer)) => {
+                        let (tx, wake, st) = (tx.clone(), wake.clone(), st.clone());
+                        let _ = std::thread::Builder::new()
+                            .name(format!("gatescope-peer-{peer}"))
+                            .spawn(move || read_peer(sock, peer, &tx, &*wake, &st));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        })?;
+        Ok(Listener { addr: local, events: rx, stop })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn read_peer(mut sock: TcpStream, peer: SocketAddr, tx: &mpsc::Sender<StreamEvent>, wake: &(dyn Fn() + Send + Sync), stop: &AtomicBool) {
+    let _ = sock.set_nonblocking(false);
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let send = |e: StreamEvent| {
+        let ok = tx.send(e).is_ok();
+        wake();
+        ok
+    };
+    if !send(StreamEvent::Connected { peer }) {
+        return;
+    }
+    let mut dec = Decoder::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let error = loop {
+        if stop.load(Ordering::Relaxed) {
+            break None;
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => break (dec.pending() > 0).then(|| format!("stream ended inside a frame ({} bytes)", dec.pending())),
+            Ok(n) => {
+                dec.push(&buf[..n]);
+                loop {
+                    match dec.next() {
+                        Ok(Some(message)) => {
+                            if !send(StreamEvent::Message { peer, message }) {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = send(StreamEvent::Disconnected { peer, error: Some(e.to_string()) });
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => break Some(e.to_string()),
+        }
+    };
+    let _ = send(StreamEvent::Disconnected { peer, error });
+}
