@@ -46,7 +46,7 @@ pub struct RecordingCost {
 }
 
 /// Trains `epochs` epochs of the default recipe twice, without and with a recording.
-pub fn recording_cost(epochs: usize, threads: usize, bar: &indicatif::ProgressBar) -> anyhow::Result<RecordingCost> {
+pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, bar: &indicatif::ProgressBar) -> anyhow::Result<RecordingCost> {
     use crate::capture::{Cadence, Capture, Sinks};
     use crate::probe::{ProbeSet, ProbeSize};
     let data = data::load(data::DatasetKind::Mnist, None)?;
@@ -60,25 +60,27 @@ pub fn recording_cost(epochs: usize, threads: usize, bar: &indicatif::ProgressBa
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.gsrec");
 
-    bar.set_message("training without recording");
-    let t = Instant::now();
-    let plain = crate::train::train(&cfg, &data, &stop, &mut ())?;
-    let plain_s = t.elapsed().as_secs_f64();
-
-    bar.set_message("training with recording");
-    let probe = ProbeSet::new(&data, ProbeSize::Count(probe_n), k);
-    let header = probe.header(crate::train::initial_card(&cfg, &data)?, "bench");
-    let t = Instant::now();
-    let mut capture = Capture::new(probe, cadence, Sinks::open(&header, Some(&path), None, None)?);
-    let rec = crate::train::train(&cfg, &data, &stop, &mut capture)?;
-    let snapshots = capture.snapshots;
-    capture.sinks.finish();
-    let rec_s = t.elapsed().as_secs_f64();
-    let file_bytes = std::fs::metadata(&path)?.len();
-    let _ = std::fs::remove_dir_all(&dir);
-
     let samples = |o: &crate::train::Outcome| (o.card.metrics.as_ref().map_or(0, |m| m.steps) * cfg.batch_size) as f64;
-    let (p, r) = (samples(&plain) / plain_s, samples(&rec) / rec_s);
+    // alternate the two, best of `rounds` each, so that machine noise hits both alike
+    let (mut p, mut r, mut snapshots, mut file_bytes) = (0f64, 0f64, 0, 0);
+    for round in 0..rounds.max(1) {
+        bar.set_message(format!("round {}: training without recording", round + 1));
+        let t = Instant::now();
+        let plain = crate::train::train(&cfg, &data, &stop, &mut ())?;
+        p = p.max(samples(&plain) / t.elapsed().as_secs_f64());
+
+        bar.set_message(format!("round {}: training with recording", round + 1));
+        let probe = ProbeSet::new(&data, ProbeSize::Count(probe_n), k);
+        let header = probe.header(crate::train::initial_card(&cfg, &data)?, "bench");
+        let t = Instant::now();
+        let mut capture = Capture::new(probe, cadence, Sinks::open(&header, Some(&path), None, None)?);
+        let rec = crate::train::train(&cfg, &data, &stop, &mut capture)?;
+        snapshots = capture.snapshots;
+        capture.sinks.finish();
+        r = r.max(samples(&rec) / t.elapsed().as_secs_f64());
+        file_bytes = std::fs::metadata(&path)?.len();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(RecordingCost {
         epochs,
         cadence: cadence.to_string(),
@@ -134,7 +136,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         bar.set_message(format!("fast {fast:.0}/s, autograd {slow:.0}/s"));
     }
     let recording = match args.record {
-        Some(epochs) => Some(recording_cost(epochs.max(1), args.threads, &bar)?),
+        Some(epochs) => Some(recording_cost(epochs.max(1), args.threads, args.rounds, &bar)?),
         None => None,
     };
     bar.finish_and_clear();

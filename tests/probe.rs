@@ -1,0 +1,74 @@
+//! Probe passes against a direct computation, and snapshots through a real training process.
+
+use gatescope::data::{self, DatasetKind};
+use gatescope::model::{Arch, ForwardOpts, Model};
+use gatescope::probe::{self, ProbeSet, ProbeSize, Progress};
+use tch::{Kind, Tensor};
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    let t = t.to_kind(Kind::Float).contiguous().view([-1]);
+    let n = t.size()[0] as usize;
+    let mut v = vec![0f32; n];
+    t.copy_data(&mut v, n);
+    v
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+}
+
+#[test]
+fn a_probe_pass_reproduces_a_direct_computation() {
+    let data = data::load(DatasetKind::Mnist, None).unwrap();
+    let arch = Arch { depth: 8, width: 12, ..Arch::figure2() };
+    let model = Model::new(arch, 5).unwrap();
+    let probe = ProbeSet::new(&data, ProbeSize::Count(6000), 13);
+    assert_eq!(probe.len(), 6000);
+    // K samples spread across the classes
+    assert_eq!(probe.sample_labels[..10], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(probe.sample_labels[10..], [0, 1, 2]);
+    for (&i, &l) in probe.sample_indices.iter().zip(&probe.sample_labels) {
+        assert_eq!(data.train.labels[i as usize] as u32, l);
+    }
+    let progress = Progress { step: 7, epoch: 0.5, train_loss: 1.0, train_accuracy: 0.5, test_accuracy: None };
+    let snap = probe::snapshot(&model, &probe, progress, None);
+
+    // the direct computation: one autograd-free pass of the generic forward over all 6000
+    let direct = tch::no_grad(|| model.forward_with(&model.flat, &probe.x, ForwardOpts { trace: true, lesion: None }));
+    let t = Tensor::stack(&direct.gates, 1); // [N, L, W]
+    assert!(!t.requires_grad());
+    assert_eq!(snap.mean_gate.shape, [7, 12]);
+    assert!(close(&snap.mean_gate.data, &to_vec(&t.mean_dim([0i64].as_slice(), false, Kind::Float)), 1e-5));
+    let labels: Vec<i64> = (0..6000).map(|i| data.train.labels[i] as i64).collect();
+    for c in [0usize, 3, 9] {
+        let idx: Vec<i64> = (0..6000).filter(|&i| labels[i as usize] == c as i64).collect();
+        let tc = t.index_select(0, &Tensor::from_slice(&idx)).mean_dim([0i64].as_slice(), false, Kind::Float);
+        assert!(close(snap.class_mean_gate.row(c), &to_vec(&tc), 1e-5), "class {c}");
+    }
+    let open = to_vec(&t.gt(0.5).to_kind(Kind::Float).mean_dim([0i64, 2].as_slice(), false, Kind::Float));
+    let y = Tensor::stack(&direct.blocks, 1); // [N, depth, W]
+    let change = to_vec(&(y.narrow(1, 1, 7) - y.narrow(1, 0, 7)).abs().mean_dim([0i64, 2].as_slice(), false, Kind::Float));
+    for (i, l) in snap.layers.iter().enumerate() {
+        assert_eq!(l.layer as usize, i + 1);
+        assert!((l.open_fraction - open[i]).abs() < 1e-6);
+        assert!((l.mean_change - change[i]).abs() < 1e-5, "{} vs {}", l.mean_change, change[i]);
+        let m: f32 = snap.mean_gate.row(i).iter().sum::<f32>() / 12.0;
+        assert!((l.mean_gate - m).abs() < 1e-6);
+    }
+    // the samples' own maps
+    let sf = tch::no_grad(|| model.forward_with(&model.flat, &probe.sample_x, ForwardOpts { trace: true, lesion: None }));
+    assert!(close(&snap.sample_gates.data, &to_vec(&Tensor::stack(&sf.gates, 1)), 1e-6));
+    assert!(close(&snap.sample_blocks.data, &to_vec(&Tensor::stack(&sf.blocks, 1)), 1e-6));
+    assert_eq!(snap.sample_blocks.shape, [13, 8, 12]);
+    let preds: Vec<u32> = to_vec(&sf.logits.argmax(-1, false)).iter().map(|&p| p as u32).collect();
+    assert_eq!(snap.sample_predictions, preds);
+    assert!(close(&snap.gate_bias.data, &[-2.0; 7 * 12], 0.0));
+    assert_eq!((snap.step, snap.epoch), (7, 0.5));
+    let (_, acc) = model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts::default());
+    assert_eq!(snap.test_accuracy, acc);
+
+    // a lesioned probe closes that layer's gates
+    let les = probe::snapshot(&model, &probe, progress, Some(3));
+    assert!(les.mean_gate.row(2).iter().all(|&v| v == 0.0));
+    assert_eq!(les.layers[2].mean_change, 0.0);
+}
