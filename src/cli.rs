@@ -17,6 +17,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open the viewer: Figure 2 and 3 heatmaps, timeline, layer inspector, training panel
+    ///
+    /// PATH is a recording (.gsrec) or a model (.safetensors); without one, the bundled
+    /// recording of the default 50-layer MNIST run opens.
+    View(ViewArgs),
     /// Train a highway, plain or residual MLP and save it as a model file
     ///
     /// With no flags: the paper's Figure-2 network (1 plain + 49 highway layers of 50 tanh
@@ -31,6 +36,15 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Describe a model file or a recording (card, snapshots, torn tail)
     Info(InfoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ViewArgs {
+    /// A recording or a model file [default: the bundled recordings/default.gsrec]
+    pub path: Option<PathBuf>,
+    /// Accept trainers (`gatescope train --connect`) on ADDR (loopback unless you say otherwise)
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::stream::DEFAULT_ADDR)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +71,7 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::stream::DEFAULT_ADDR)]
     pub connect: Option<String>,
     /// Snapshot cadence: N steps or N epochs, e.g. 200steps, 1epochs (always also at step 0 and at the end)
-    #[arg(long, value_name = "N{steps|epochs}", default_value = "1epochs")]
+    #[arg(long, value_name = "N{steps|epochs}", default_value = "2epochs")]
     pub every: crate::capture::Cadence,
     /// Training examples the gate means are taken over: a count, or `all`
     #[arg(long, value_name = "N|all", default_value = "10000")]
@@ -134,7 +148,7 @@ pub struct BenchArgs {
     pub reference: Option<f64>,
     /// Also measure the cost of recording: train EPOCHS epochs with and without
     /// `--record` at the default cadence, side by side
-    #[arg(long, value_name = "EPOCHS", num_args = 0..=1, default_missing_value = "2")]
+    #[arg(long, value_name = "EPOCHS", num_args = 0..=1, default_missing_value = "6")]
     pub record: Option<usize>,
     /// Print a JSON object
     #[arg(long)]

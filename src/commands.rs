@@ -10,7 +10,7 @@ use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::capture::{Both, Capture, Sinks};
-use crate::cli::{BenchArgs, Cli, Command, EvalArgs, InfoArgs, ProbeArgs, TrainArgs};
+use crate::cli::{BenchArgs, Cli, Command, EvalArgs, InfoArgs, ProbeArgs, TrainArgs, ViewArgs};
 use crate::probe::{self, ProbeSet};
 use crate::record;
 use crate::snapshot::Message;
@@ -21,12 +21,36 @@ use crate::{bench, data};
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::View(a) => view_cmd(a),
         Command::Train(a) => train_cmd(a),
         Command::Eval(a) => eval_cmd(a),
         Command::Bench(a) => bench_cmd(a),
         Command::Probe(a) => probe_cmd(a),
         Command::Info(a) => info_cmd(a),
     }
+}
+
+/// The recording of the default run, committed under recordings/.
+pub fn default_recording() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/default.gsrec")
+}
+
+fn view_cmd(a: ViewArgs) -> anyhow::Result<ExitCode> {
+    let path = a.path.unwrap_or_else(default_recording);
+    anyhow::ensure!(path.exists(), "{}: no such file", path.display());
+    if let Some(addr) = &a.listen {
+        if !is_loopback(addr) {
+            eprintln!("note: listening on {addr}, which other machines may reach");
+        }
+    }
+    crate::view::run(crate::view::ViewOptions { path: Some(path), listen: a.listen })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True if every address `addr` names is a loopback address.
+fn is_loopback(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().map(|mut it| it.all(|a| a.ip().is_loopback())).unwrap_or(true)
 }
 
 /// Sets a flag on the first Ctrl-C; a second one exits at once.
@@ -192,10 +216,18 @@ fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let (train_loss, train_accuracy) = card.metrics.as_ref().map_or((f64::NAN, f64::NAN), |m| (m.train_loss, m.train_accuracy));
     let progress = probe::Progress { step: steps as u64, epoch: epochs, train_loss, train_accuracy, test_accuracy: None };
     let header = probe.header(card, format!("model file {}", a.model.display()));
+    let t = std::time::Instant::now();
     let snap = probe::snapshot(&model, &probe, progress, None);
+    let probe_s = t.elapsed().as_secs_f64();
     let mut w = record::Writer::create(&a.out, &header)?;
     w.write(&Message::Snapshot(Box::new(snap)))?;
-    println!("{}: one snapshot of {} over {} probe examples", a.out.display(), a.model.display(), probe.len());
+    println!(
+        "{}: one snapshot of {} over {} probe examples (probe pass {:.0} ms)",
+        a.out.display(),
+        a.model.display(),
+        probe.len(),
+        probe_s * 1e3
+    );
     Ok(ExitCode::SUCCESS)
 }
 

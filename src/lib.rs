@@ -16,3 +16,4 @@ pub mod record;
 pub mod snapshot;
 pub mod stream;
 pub mod train;
+pub mod view;

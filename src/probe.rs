@@ -142,30 +142,28 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let opts = ForwardOpts { trace: true, lesion };
         let n = probe.len() as i64;
         let f = (Kind::Float, tch::Device::Cpu);
-        let gate_sum = Tensor::zeros([gated, w], f); // [L, W]
-        let mut class_sum = Tensor::zeros([c, gated * w], f); // [C, L·W]
-        let open = Tensor::zeros([gated], f); // [L]
+        // Per layer, on [B, W] tensors that stay in cache (no [B, L, W] stacks): class sums
+        // as one matmul with the one-hot labels; the overall sum is their sum over classes.
+        let class_sum = Tensor::zeros([gated, c, w], f); // [L, C, W]
+        let open = Tensor::zeros([gated.max(1)], f); // [L]
         let change = Tensor::zeros([depth], f); // [depth]; row 0 unused
         for start in (0..n).step_by(CHUNK as usize) {
             let len = CHUNK.min(n - start);
             let x = probe.x.narrow(0, start, len);
-            let y = probe.y.narrow(0, start, len);
+            let onehot_t = probe.y.narrow(0, start, len).one_hot(c).to_kind(Kind::Float).tr(); // [C, B]
             let fwd = model.forward(&x, opts);
-            if gated > 0 {
-                let t = Tensor::stack(&fwd.gates, 1); // [B, L, W]
-                let _ = gate_sum.shallow_clone().g_add_(&t.sum_dim_intlist([0i64].as_slice(), false, Kind::Float));
-                let _ = class_sum.index_add_(0, &y, &t.view([len, gated * w]));
-                let _ = open.shallow_clone().g_add_(&t.gt(0.5).to_kind(Kind::Float).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float));
+            for (l, t) in fwd.gates.iter().enumerate() {
+                let _ = class_sum.get(l as i64).addmm_(&onehot_t, t);
+                let _ = open.get(l as i64).g_add_(&t.gt(0.5).sum(Kind::Float));
             }
-            let blocks = Tensor::stack(&fwd.blocks, 1); // [B, depth, W]
-            if depth > 1 {
-                let d = (blocks.narrow(1, 1, depth - 1) - blocks.narrow(1, 0, depth - 1)).abs();
-                let _ = change.narrow(0, 1, depth - 1).g_add_(&d.sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float));
+            for l in 1..fwd.blocks.len() {
+                let d = (&fwd.blocks[l] - &fwd.blocks[l - 1]).abs().sum(Kind::Float);
+                let _ = change.get(l as i64).g_add_(&d);
             }
         }
         let counts = Tensor::zeros([c], f).index_add(0, &probe.y, &Tensor::ones([n], f)).clamp_min(1.0); // [C]
-        let mean_gate = &gate_sum / n as f64;
-        let class_mean = (class_sum / counts.unsqueeze(1)).view([c, gated, w]);
+        let mean_gate = class_sum.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / n as f64; // [L, W]
+        let class_mean = (class_sum / counts.view([1, c, 1])).permute([1, 0, 2]).contiguous(); // [C, L, W]
         let open = to_array(&(&open / (n * w) as f64)).data;
         let change = to_array(&(&change / (n * w) as f64)).data;
         let mean_gate_a = to_array(&mean_gate);

@@ -1,0 +1,639 @@
+//! The viewer application: panels draw and return [`Command`]s; the app carries them out
+//! after drawing. Data arrives from a file, a listener socket, a model session or an
+//! in-process trainer, all drained once per frame.
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+
+use eframe::egui::{self, Vec2};
+use serde::{Deserialize, Serialize};
+
+use super::colormap::Scale;
+use super::heatmap::{Grid, Heatmap};
+use super::store::Store;
+use super::worker::{self, ModelSession, Opened, SampleTrace, TrainerHandle};
+use crate::capture::Cadence;
+use crate::model::Family;
+use crate::snapshot::{Array, Snapshot};
+use crate::stream::{Listener, StreamEvent};
+use crate::train::TrainConfig;
+
+const STORAGE_KEY: &str = "gatescope.viewer";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tab {
+    Figure2,
+    Figure3,
+    Layers,
+}
+
+/// What the viewer remembers between runs (eframe persistence).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Persisted {
+    pub recent: Vec<PathBuf>,
+    pub last_path: Option<PathBuf>,
+    pub tab: Tab,
+    pub listen_addr: String,
+    pub sample: usize,
+}
+
+impl Default for Persisted {
+    fn default() -> Self {
+        Persisted { recent: vec![], last_path: None, tab: Tab::Figure2, listen_addr: crate::stream::DEFAULT_ADDR.into(), sample: 0 }
+    }
+}
+
+/// Side effects the panels ask for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Open(PathBuf),
+    PickFile,
+    Listen,
+    StartTraining,
+    StopTraining,
+    TraceExample(usize),
+}
+
+/// The training panel's form.
+pub struct TrainForm {
+    pub arch: Family,
+    pub depth: usize,
+    pub width: usize,
+    pub gate_bias: f32,
+    pub lr: f64,
+    pub epochs: usize,
+    pub every_steps: usize,
+}
+
+impl Default for TrainForm {
+    fn default() -> Self {
+        TrainForm { arch: Family::Highway, depth: 50, width: 50, gate_bias: -2.0, lr: 0.1, epochs: 5, every_steps: 100 }
+    }
+}
+
+pub struct ViewerApp {
+    pub store: Store,
+    pub current: usize,
+    pub sample: usize,
+    pub tab: Tab,
+    pub follow_live: bool,
+    pub playing: bool,
+    last_tick: f64,
+    pub error: Option<String>,
+    pub status: String,
+    pub persisted: Persisted,
+    heatmaps: [Heatmap; 4],
+    class_maps: Vec<Heatmap>,
+    big_map: Heatmap,
+    pub enlarged: Option<usize>,
+    pub compare: (usize, usize),
+    listener: Option<Listener>,
+    loading: Option<mpsc::Receiver<(PathBuf, anyhow::Result<Opened>)>>,
+    session: Option<ModelSession>,
+    /// A training example traced through an open model (any example, not only the probes).
+    pub example: Option<SampleTrace>,
+    pub example_index: usize,
+    trainer: Option<TrainerHandle>,
+    pub form: TrainForm,
+    pending: Vec<Command>,
+}
+
+impl ViewerApp {
+    pub fn new(persisted: Persisted) -> Self {
+        ViewerApp {
+            store: Store::default(),
+            current: 0,
+            sample: persisted.sample,
+            tab: persisted.tab,
+            follow_live: true,
+            playing: false,
+            last_tick: 0.0,
+            error: None,
+            status: String::new(),
+            persisted,
+            heatmaps: Default::default(),
+            class_maps: Vec::new(),
+            big_map: Heatmap::default(),
+            enlarged: None,
+            compare: (0, 1),
+            listener: None,
+            loading: None,
+            session: None,
+            example: None,
+            example_index: 0,
+            trainer: None,
+            form: TrainForm::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// For eframe: restores the remembered state.
+    pub fn from_storage(storage: Option<&dyn eframe::Storage>) -> Self {
+        let persisted = storage.and_then(|s| eframe::get_value::<Persisted>(s, STORAGE_KEY)).unwrap_or_default();
+        Self::new(persisted)
+    }
+
+    /// Loads a recording synchronously (CLI path, tests).
+    pub fn open_recording_now(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
+        let rec = crate::record::open(path)?;
+        self.set_store(Store::from_recording(rec, path.display().to_string()));
+        self.remember(path.to_path_buf());
+        Ok(())
+    }
+
+    pub fn queue(&mut self, c: Command) {
+        self.pending.push(c);
+    }
+
+    /// Texture uploads of the Figure-2 heatmaps so far.
+    pub fn uploads(&self) -> usize {
+        self.heatmaps.iter().map(|h| h.uploads).sum::<usize>() + self.class_maps.iter().map(|h| h.uploads).sum::<usize>() + self.big_map.uploads
+    }
+
+    fn set_store(&mut self, store: Store) {
+        self.store.replace(store);
+        self.current = self.store.snapshots.len().saturating_sub(1);
+        let k = self.store.header.as_ref().map_or(0, |h| h.num_samples());
+        if self.sample >= k {
+            self.sample = 0;
+        }
+        self.enlarged = None;
+        self.example = None;
+        self.error = self.store.torn_tail.clone().map(|t| format!("{}: {t}", self.store.source));
+    }
+
+    fn remember(&mut self, path: PathBuf) {
+        let p = &mut self.persisted;
+        p.recent.retain(|r| r != &path);
+        p.recent.insert(0, path.clone());
+        p.recent.truncate(8);
+        p.last_path = Some(path);
+    }
+
+    pub fn listen(&mut self, addr: &str, ctx: &egui::Context) {
+        let c = ctx.clone();
+        match Listener::bind(addr, Arc::new(move || c.request_repaint())) {
+            Ok(l) => {
+                self.status = format!("listening for trainers on {}", l.addr);
+                self.listener = Some(l);
+            }
+            Err(e) => self.error = Some(format!("{e:#}")),
+        }
+    }
+
+    /// Drains every source of data. Returns true if anything arrived.
+    fn poll(&mut self, ctx: &egui::Context) -> bool {
+        let mut changed = false;
+        if let Some(rx) = &self.loading {
+            if let Ok((path, result)) = rx.try_recv() {
+                self.loading = None;
+                changed = true;
+                match result {
+                    Ok(Opened::Recording(rec)) => {
+                        self.session = None;
+                        self.set_store(Store::from_recording(rec, path.display().to_string()));
+                        self.remember(path);
+                    }
+                    Ok(Opened::Model(rec, session)) => {
+                        self.set_store(Store::from_recording(rec, path.display().to_string()));
+                        session.request(0);
+                        self.session = Some(session);
+                        self.remember(path);
+                    }
+                    Err(e) => self.error = Some(format!("could not open {}: {e:#}", path.display())),
+                }
+            }
+        }
+        if let Some(s) = &self.session {
+            while let Ok(r) = s.results.try_recv() {
+                changed = true;
+                match r {
+                    Ok(t) => self.example = Some(t),
+                    Err(e) => self.error = Some(format!("{e:#}")),
+                }
+            }
+        }
+        let mut events = Vec::new();
+        if let Some(l) = &self.listener {
+            while let Ok(e) = l.events.try_recv() {
+                events.push(e);
+            }
+        }
+        for e in events {
+            changed = true;
+            match e {
+                StreamEvent::Connected { peer } => self.status = format!("trainer connected from {peer}"),
+                StreamEvent::Message { peer, message } => {
+                    let was_live_end = self.current + 1 >= self.store.snapshots.len();
+                    if self.store.apply(message, &format!("stream from {peer}")) && self.follow_live && was_live_end {
+                        self.current = self.store.snapshots.len() - 1;
+                    }
+                    self.session = None;
+                }
+                StreamEvent::Disconnected { peer, error } => {
+                    self.status = format!("trainer {peer} disconnected");
+                    if let Some(e) = error {
+                        self.error = Some(format!("stream from {peer} lost: {e}"));
+                    }
+                }
+            }
+        }
+        if let Some(t) = &self.trainer {
+            while let Some(m) = t.queue.try_pop() {
+                changed = true;
+                if self.store.apply((*m).clone(), "viewer training panel") && self.follow_live {
+                    self.current = self.store.snapshots.len() - 1;
+                }
+            }
+            if let Ok(r) = t.done.try_recv() {
+                changed = true;
+                match r {
+                    Ok(s) => self.status = s,
+                    Err(e) => self.error = Some(format!("training failed: {e:#}")),
+                }
+                self.trainer = None;
+            } else {
+                ctx.request_repaint_after(std::time::Duration::from_millis(200));
+            }
+        }
+        self.current = self.current.min(self.store.snapshots.len().saturating_sub(1));
+        changed
+    }
+
+    fn run_commands(&mut self, ctx: &egui::Context) {
+        for c in std::mem::take(&mut self.pending) {
+            match c {
+                Command::Open(path) => {
+                    let ctx2 = ctx.clone();
+                    self.status = format!("opening {}", path.display());
+                    self.loading = Some(worker::open(path, move || ctx2.request_repaint()));
+                }
+                Command::PickFile => {
+                    if let Some(p) = rfd::FileDialog::new().add_filter("gatescope", &["gsrec", "safetensors"]).pick_file() {
+                        self.pending.push(Command::Open(p));
+                        return self.run_commands(ctx);
+                    }
+                }
+                Command::Listen => {
+                    let addr = self.persisted.listen_addr.clone();
+                    self.listen(&addr, ctx);
+                }
+                Command::StartTraining => {
+                    let mut cfg = TrainConfig::default_recipe();
+                    let f = &self.form;
+                    (cfg.arch, cfg.depth, cfg.width, cfg.gate_bias, cfg.lr, cfg.epochs) = (f.arch, f.depth, Some(f.width), f.gate_bias, f.lr, f.epochs);
+                    let c = ctx.clone();
+                    match TrainerHandle::start(cfg, Cadence::Steps(f.every_steps.max(1)), move || c.request_repaint()) {
+                        Ok(t) => {
+                            self.trainer = Some(t);
+                            self.session = None;
+                            self.follow_live = true;
+                            self.status = "training…".into();
+                        }
+                        Err(e) => self.error = Some(format!("cannot start training: {e:#}")),
+                    }
+                }
+                Command::StopTraining => {
+                    if let Some(t) = &self.trainer {
+                        t.stop();
+                    }
+                }
+                Command::TraceExample(i) => {
+                    if let Some(s) = &self.session {
+                        s.request(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole UI, inside a given `Ui` (eframe's root, or a test harness).
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.poll(&ctx);
+        // drag and drop
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        for p in dropped {
+            self.pending.push(Command::Open(p));
+        }
+        if self.playing && !self.store.snapshots.is_empty() {
+            let now = ctx.input(|i| i.time);
+            if now - self.last_tick > 0.3 {
+                self.last_tick = now;
+                self.current = (self.current + 1) % self.store.snapshots.len();
+            }
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+
+        egui::Panel::top("menu").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::left("side").default_size(240.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.side_panel(ui));
+        });
+        egui::Panel::bottom("timeline").resizable(true).default_size(190.0).show(ui, |ui| self.timeline(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            if let Some(e) = self.error.clone() {
+                ui.horizontal(|ui| {
+                    ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("⚠ {e}"));
+                    if ui.small_button("dismiss").clicked() {
+                        self.error = None;
+                    }
+                });
+            }
+            if self.store.header.is_none() {
+                ui.heading("Open a recording or a model (File ▸ Open, or drop it here), or listen for a trainer.");
+                return;
+            }
+            egui::ScrollArea::both().show(ui, |ui| match self.tab {
+                Tab::Figure2 => self.figure2(ui),
+                Tab::Figure3 => self.figure3(ui),
+                Tab::Layers => self.layers(ui),
+            });
+        });
+        self.run_commands(&ctx);
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open…").clicked() {
+                    self.pending.push(Command::PickFile);
+                    ui.close();
+                }
+                ui.menu_button("Recent", |ui| {
+                    for p in self.persisted.recent.clone() {
+                        if ui.button(p.display().to_string()).clicked() {
+                            self.pending.push(Command::Open(p));
+                            ui.close();
+                        }
+                    }
+                });
+            });
+            ui.separator();
+            ui.selectable_value(&mut self.tab, Tab::Figure2, "Figure 2: gates per layer");
+            ui.selectable_value(&mut self.tab, Tab::Figure3, "Figure 3: classes");
+            ui.selectable_value(&mut self.tab, Tab::Layers, "Layer inspector");
+            ui.separator();
+            ui.label(&self.store.source);
+            if self.store.dropped > 0 {
+                ui.colored_label(egui::Color32::from_rgb(230, 160, 40), format!("{} snapshots dropped by the stream", self.store.dropped));
+            }
+            if self.loading.is_some() {
+                ui.spinner();
+            }
+        });
+    }
+
+    fn side_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Run");
+        if let Some(h) = &self.store.header {
+            let a = &h.card.arch;
+            ui.label(format!("{:?} net, depth {}, width {}", a.family, a.depth, a.width));
+            ui.label(format!("{:?}, gate bias {}", a.activation, a.gate_bias));
+            ui.label(format!("{} on {}", h.card.dataset.name.name(), h.probe_size));
+            ui.label(format!("{} snapshots", self.store.snapshots.len()));
+        }
+        ui.label(&self.status);
+        ui.separator();
+        ui.heading("Stream");
+        ui.horizontal(|ui| {
+            ui.text_edit_singleline(&mut self.persisted.listen_addr);
+        });
+        if self.listener.is_none() && ui.button("Listen for trainers").clicked() {
+            self.pending.push(Command::Listen);
+        }
+        ui.separator();
+        ui.heading("Train");
+        let f = &mut self.form;
+        egui::ComboBox::from_label("architecture").selected_text(format!("{:?}", f.arch)).show_ui(ui, |ui| {
+            for fam in [Family::Highway, Family::Plain, Family::Residual] {
+                ui.selectable_value(&mut f.arch, fam, format!("{fam:?}"));
+            }
+        });
+        ui.add(egui::DragValue::new(&mut f.depth).range(2..=200).prefix("depth "));
+        ui.add(egui::DragValue::new(&mut f.width).range(2..=512).prefix("width "));
+        ui.add(egui::DragValue::new(&mut f.gate_bias).range(-10.0..=10.0).speed(0.1).prefix("gate bias "));
+        ui.add(egui::DragValue::new(&mut f.lr).range(1e-4..=1.0).speed(0.001).prefix("lr "));
+        ui.add(egui::DragValue::new(&mut f.epochs).range(1..=200).prefix("epochs "));
+        ui.add(egui::DragValue::new(&mut f.every_steps).range(1..=10_000).prefix("snapshot every ").suffix(" steps"));
+        if self.trainer.is_some() {
+            if ui.button("Stop training").clicked() {
+                self.pending.push(Command::StopTraining);
+            }
+        } else if ui.button("Start training").clicked() {
+            self.pending.push(Command::StartTraining);
+        }
+    }
+
+    fn timeline(&mut self, ui: &mut egui::Ui) {
+        let n = self.store.snapshots.len();
+        ui.horizontal(|ui| {
+            let label = if self.playing { "⏸ pause" } else { "▶ play" };
+            if ui.button(label).clicked() {
+                self.playing = !self.playing;
+            }
+            ui.checkbox(&mut self.follow_live, "follow live");
+            if n > 0 {
+                let mut i = self.current;
+                let s = &self.store.snapshots[i];
+                let text = format!("step {} (epoch {:.2})", s.step, s.epoch);
+                ui.add(egui::Slider::new(&mut i, 0..=n - 1).text("snapshot").show_value(true));
+                if i != self.current {
+                    self.current = i;
+                    self.follow_live = i + 1 == n;
+                }
+                ui.label(text);
+            }
+        });
+        let snaps = &self.store.snapshots;
+        let pts = |f: &dyn Fn(&Snapshot) -> f64| -> egui_plot::PlotPoints<'static> {
+            snaps.iter().filter(|s| f(s).is_finite()).map(|s| [s.step as f64, f(s)]).collect::<Vec<_>>().into()
+        };
+        let current_step = snaps.get(self.current).map_or(0.0, |s| s.step as f64);
+        egui_plot::Plot::new("curves").legend(egui_plot::Legend::default()).x_axis_label("step").height(ui.available_height().max(80.0)).show(ui, |p| {
+            p.line(egui_plot::Line::new("train loss", pts(&|s| s.train_loss)));
+            p.line(egui_plot::Line::new("train accuracy", pts(&|s| s.train_accuracy)));
+            p.line(egui_plot::Line::new("test accuracy", pts(&|s| s.test_accuracy)));
+            p.vline(egui_plot::VLine::new("current snapshot", current_step));
+        });
+    }
+
+    fn sample_picker(&mut self, ui: &mut egui::Ui) {
+        let Some(h) = &self.store.header else { return };
+        let k = h.num_samples();
+        let names = h.class_names().to_vec();
+        let shape = h.card.dataset.image_shape;
+        ui.horizontal(|ui| {
+            if k > 0 {
+                ui.add(egui::Slider::new(&mut self.sample, 0..=k - 1).text("probe sample"));
+                let Some(h) = &self.store.header else { return };
+                let label = h.sample_labels[self.sample] as usize;
+                let pred = self.store.snapshots.get(self.current).and_then(|s| s.sample_predictions.get(self.sample)).map(|&p| p as usize);
+                let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+                ui.label(format!("label {}", name(label)));
+                ui.label(format!("prediction {}", pred.map(name).unwrap_or_default()));
+                let dim = h.sample_images.len() / k;
+                let img = &h.sample_images[self.sample * dim..(self.sample + 1) * dim];
+                sample_image(ui, &shape, img, &format!("sample-{}", self.sample));
+            }
+            if let Some(s) = &self.session {
+                ui.separator();
+                let mut i = self.example_index;
+                ui.add(egui::DragValue::new(&mut i).range(0..=s.train_len.saturating_sub(1)).prefix("any training example #"));
+                if i != self.example_index || ui.button("trace").clicked() {
+                    self.example_index = i;
+                    self.pending.push(Command::TraceExample(i));
+                }
+            }
+        });
+    }
+
+    fn figure2(&mut self, ui: &mut egui::Ui) {
+        self.sample_picker(ui);
+        let Some(snap) = self.store.snapshots.get(self.current) else { return };
+        let g = self.store.generation;
+        let first = self.store.header.as_ref().and_then(|h| h.gated_layers().first().copied()).unwrap_or(1);
+        let k = self.sample;
+        let key = |what: u64| (g << 32 | what, self.current as u64);
+        let (sample_t, sample_y, sample_key): (Vec<f32>, Vec<f32>, u64) = match &self.example {
+            Some(ex) => (ex.gates.data.clone(), ex.blocks.data.clone(), 1_000_000 + ex.index as u64),
+            None if snap.sample_gates.shape.len() == 3 && k < snap.sample_gates.shape[0] => (snap.sample_gates.row(k).to_vec(), snap.sample_blocks.row(k).to_vec(), k as u64),
+            None => (vec![], vec![], 0),
+        };
+        if let Some(ex) = &self.example {
+            let names = self.store.class_names();
+            let name = |c: u32| names.get(c as usize).cloned().unwrap_or_else(|| c.to_string());
+            ui.label(format!("training example #{}: label {}, prediction {}", ex.index, name(ex.label), name(ex.prediction)));
+        }
+        let (l, w) = (snap.mean_gate.shape.first().copied().unwrap_or(0), snap.mean_gate.shape.get(1).copied().unwrap_or(0));
+        let depth = if w > 0 { sample_y.len() / w } else { 0 };
+        let size = Vec2::new(150.0, 360.0);
+        let bias_scale = Scale::symmetric(&snap.gate_bias.data);
+        let y_scale = Scale::symmetric(&sample_y);
+        ui.horizontal_top(|ui| {
+            let titles = ["Transform gate biases", "Mean transform gate outputs", "Transform gate outputs (sample)", "Block outputs (sample)"];
+            let grids = [
+                (Grid { rows: l, cols: w, values: &snap.gate_bias.data, first_layer: first }, bias_scale, key(0)),
+                (Grid { rows: l, cols: w, values: &snap.mean_gate.data, first_layer: first }, Scale::unit(), key(1)),
+                (Grid { rows: if w > 0 { sample_t.len() / w } else { 0 }, cols: w, values: &sample_t, first_layer: first }, Scale::unit(), (key(2).0, key(2).1 ^ (sample_key << 20))),
+                (Grid { rows: depth, cols: w, values: &sample_y, first_layer: 0 }, y_scale, (key(3).0, key(3).1 ^ (sample_key << 20))),
+            ];
+            for (i, ((grid, scale, hk), title)) in grids.into_iter().zip(titles).enumerate() {
+                ui.vertical(|ui| {
+                    ui.label(egui::RichText::new(title).strong());
+                    ui.label(egui::RichText::new("layers ↓, units →").small());
+                    self.heatmaps[i].show(ui, &format!("fig2-{i}"), hk, &grid, scale, size);
+                });
+            }
+        });
+    }
+
+    fn figure3(&mut self, ui: &mut egui::Ui) {
+        let Some(snap) = self.store.snapshots.get(self.current) else { return };
+        let names = self.store.class_names();
+        let c = snap.class_mean_gate.shape.first().copied().unwrap_or(0);
+        if c == 0 || snap.mean_gate.is_empty() {
+            ui.label("This run has no gates (plain or residual net).");
+            return;
+        }
+        let devs: Vec<Array> = (0..c).map(|i| snap.class_deviation(i)).collect();
+        let all: Vec<f32> = devs.iter().flat_map(|d| d.data.iter().copied()).collect();
+        let scale = Scale::symmetric(&all);
+        let (l, w) = (snap.mean_gate.shape[0], snap.mean_gate.shape[1]);
+        let first = self.store.header.as_ref().and_then(|h| h.gated_layers().first().copied()).unwrap_or(1);
+        let g = self.store.generation;
+        ui.label(format!("Mean T per class minus mean T over all {} probe examples (shared scale ±{:.3}). Click a class to enlarge it.", self.store.header.as_ref().map_or(0, |h| h.probe_size), scale.hi));
+        ui.horizontal(|ui| {
+            let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+            egui::ComboBox::from_id_salt("cmp-a").selected_text(name(self.compare.0)).show_ui(ui, |ui| {
+                for i in 0..c {
+                    ui.selectable_value(&mut self.compare.0, i, name(i));
+                }
+            });
+            ui.label("minus");
+            egui::ComboBox::from_id_salt("cmp-b").selected_text(name(self.compare.1)).show_ui(ui, |ui| {
+                for i in 0..c {
+                    ui.selectable_value(&mut self.compare.1, i, name(i));
+                }
+            });
+            if ui.button("show difference").clicked() {
+                self.enlarged = Some(usize::MAX);
+            }
+            if self.enlarged.is_some() && ui.button("back to all classes").clicked() {
+                self.enlarged = None;
+            }
+        });
+        if let Some(e) = self.enlarged {
+            let (title, data, k) = if e == usize::MAX {
+                let (a, b) = (self.compare.0.min(c - 1), self.compare.1.min(c - 1));
+                let d: Vec<f32> = snap.class_mean_gate.row(a).iter().zip(snap.class_mean_gate.row(b)).map(|(x, y)| x - y).collect();
+                (format!("class {} minus class {}", names.get(a).cloned().unwrap_or_default(), names.get(b).cloned().unwrap_or_default()), d, 10_000 + a * 1000 + b)
+            } else {
+                (format!("class {}", names.get(e).cloned().unwrap_or_default()), devs[e.min(c - 1)].data.clone(), e)
+            };
+            let sc = if e == usize::MAX { Scale::symmetric(&data) } else { scale };
+            ui.label(egui::RichText::new(title).strong());
+            self.big_map.show(ui, "fig3-big", (g << 32 | 7, (self.current as u64) << 24 | k as u64), &Grid { rows: l, cols: w, values: &data, first_layer: first }, sc, Vec2::new(300.0, 420.0));
+            return;
+        }
+        self.class_maps.resize_with(c, Heatmap::default);
+        let cols = ((ui.available_width() / 120.0).floor() as usize).clamp(1, 12);
+        egui::Grid::new("fig3-grid").spacing([8.0, 8.0]).show(ui, |ui| {
+            for (i, dev) in devs.iter().enumerate() {
+                ui.vertical(|ui| {
+                    let label = names.get(i).cloned().unwrap_or_else(|| i.to_string());
+                    if ui.button(&label).clicked() {
+                        self.enlarged = Some(i);
+                    }
+                    self.class_maps[i].show(ui, &format!("fig3-{i}"), (g << 32 | 8, (self.current as u64) << 24 | i as u64), &Grid { rows: l, cols: w, values: &dev.data, first_layer: first }, scale, Vec2::new(70.0, 140.0));
+                });
+                if (i + 1) % cols == 0 {
+                    ui.end_row();
+                }
+            }
+        });
+    }
+
+    fn layers(&mut self, ui: &mut egui::Ui) {
+        let Some(snap) = self.store.snapshots.get(self.current) else { return };
+        ui.label("Per layer: mean T, the fraction of open gates (T > 0.5), and how much each layer changes its input (mean |y_l − y_{l−1}|).");
+        let series = |f: &dyn Fn(&crate::snapshot::LayerStats) -> f32| -> egui_plot::PlotPoints<'static> {
+            snap.layers.iter().filter(|l| f(l).is_finite()).map(|l| [l.layer as f64, f(l) as f64]).collect::<Vec<_>>().into()
+        };
+        let h = (ui.available_height() / 3.0 - 20.0).max(120.0);
+        for (title, pts) in [
+            ("mean transform gate output", series(&|l| l.mean_gate)),
+            ("fraction of open gates (T > 0.5)", series(&|l| l.open_fraction)),
+            ("mean change of block output", series(&|l| l.mean_change)),
+        ] {
+            ui.label(egui::RichText::new(title).strong());
+            egui_plot::Plot::new(title).height(h).x_axis_label("layer").show(ui, |p| {
+                p.line(egui_plot::Line::new(title, pts));
+            });
+        }
+    }
+}
+
+/// Draws a dataset image (grey or RGB) as a small texture.
+fn sample_image(ui: &mut egui::Ui, shape: &[usize; 3], pixels: &[u8], id: &str) {
+    let [c, h, w] = *shape;
+    if c * h * w != pixels.len() || h == 0 {
+        return;
+    }
+    let rgba: Vec<egui::Color32> = (0..h * w)
+        .map(|i| if c == 3 { egui::Color32::from_rgb(pixels[i], pixels[h * w + i], pixels[2 * h * w + i]) } else { egui::Color32::from_gray(pixels[i]) })
+        .collect();
+    let tex = ui.ctx().load_texture(id, egui::ColorImage::new([w, h], rgba), egui::TextureOptions::NEAREST);
+    ui.image((tex.id(), Vec2::new(56.0, 56.0)));
+}
+
+impl eframe::App for ViewerApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.persisted.tab = self.tab;
+        self.persisted.sample = self.sample;
+        eframe::set_value(storage, STORAGE_KEY, &self.persisted);
+    }
+}

@@ -1,0 +1,116 @@
+//! The viewer, rendered headless with egui_kittest: open the bundled recording, find widgets by
+//! their labels, move the timeline and the sample picker, and check what the views show.
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use gatescope::view::app::{Command, Persisted, ViewerApp};
+
+fn app_with_default_recording() -> ViewerApp {
+    let mut app = ViewerApp::new(Persisted::default());
+    app.open_recording_now(&gatescope::commands::default_recording()).unwrap();
+    app
+}
+
+fn harness(app: ViewerApp) -> Harness<'static, ViewerApp> {
+    Harness::builder().with_size([1280.0, 800.0]).build_ui_state(|ui, app: &mut ViewerApp| app.show(ui), app)
+}
+
+#[test]
+fn timeline_and_sample_picker_drive_the_figure_2_view() {
+    let app = app_with_default_recording();
+    let n = app.store.snapshots.len();
+    assert!(n >= 30, "the bundled recording has {n} snapshots");
+    let steps: Vec<u64> = app.store.snapshots.iter().map(|s| s.step).collect();
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Figure 2: gates per layer");
+    for title in ["Transform gate biases", "Mean transform gate outputs", "Transform gate outputs (sample)", "Block outputs (sample)"] {
+        h.get_by_label(title);
+    }
+    h.get_by_label_contains(&format!("step {} (epoch", steps[n - 1]));
+    assert_eq!(h.state().current, n - 1);
+
+    // drawing again without a change uploads no texture
+    let uploads = h.state().uploads();
+    assert!(uploads >= 4);
+    h.run();
+    assert_eq!(h.state().uploads(), uploads);
+
+    // one step back on the timeline: the label and the heatmaps follow
+    h.get_by_label("snapshot").focus();
+    h.run();
+    h.key_press(eframe::egui::Key::ArrowLeft);
+    h.run();
+    assert_eq!(h.state().current, n - 2);
+    h.get_by_label_contains(&format!("step {} (epoch", steps[n - 2]));
+    assert!(h.state().uploads() > uploads, "the maps were redrawn for the new snapshot");
+    assert!(!h.state().follow_live);
+
+    // the sample picker: the next probe sample is of class 1
+    h.get_by_label("probe sample").focus();
+    h.run();
+    h.key_press(eframe::egui::Key::ArrowRight);
+    h.run();
+    assert_eq!(h.state().sample, 1);
+    h.get_by_label("label 1");
+    let pred = h.state().store.snapshots[n - 2].sample_predictions[1];
+    h.get_by_label(&format!("prediction {pred}"));
+}
+
+#[test]
+fn figure_3_and_the_layer_inspector() {
+    let mut h = harness(app_with_default_recording());
+    h.run();
+    h.get_by_label("Figure 3: classes").click();
+    h.run();
+    h.get_by_label_contains("Mean T per class minus mean T over all 10000 probe examples");
+    for c in 0..10 {
+        h.get_by_label(&c.to_string());
+    }
+    h.get_by_label("7").click();
+    h.run();
+    assert_eq!(h.state().enlarged, Some(7));
+    h.get_by_label("class 7");
+    h.get_by_label("back to all classes").click();
+    h.run();
+    h.get_by_label("show difference").click();
+    h.run();
+    h.get_by_label("class 0 minus class 1");
+
+    h.get_by_label("Layer inspector").click();
+    h.run();
+    h.get_by_label("mean change of block output");
+    h.get_by_label("fraction of open gates (T > 0.5)");
+}
+
+#[test]
+fn a_bad_file_shows_an_error_and_the_viewer_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.gsrec");
+    std::fs::write(&bad, b"GATESCP\0\x09\x00\x00\x00").unwrap();
+    let mut app = app_with_default_recording();
+    let before = app.store.snapshots.len();
+    app.queue(Command::Open(bad));
+    let mut h = harness(app);
+    for _ in 0..200 {
+        h.run();
+        if h.query_by_label_contains("could not open").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    h.get_by_label_contains("version 9.0 is newer");
+    // nothing lost: the recording that was open is still there
+    assert_eq!(h.state().store.snapshots.len(), before);
+    h.get_by_label("Figure 2: gates per layer");
+}
+
+#[test]
+fn snapshot_images_of_figures_2_and_3() {
+    let mut h = harness(app_with_default_recording());
+    h.run();
+    h.snapshot("figure2");
+    h.get_by_label("Figure 3: classes").click();
+    h.run();
+    h.snapshot("figure3");
+}
