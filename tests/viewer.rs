@@ -1,6 +1,7 @@
 //! The viewer, rendered headless with egui_kittest: open the bundled recording, find widgets by
 //! their labels, move the timeline and the sample picker, and check what the views show.
 
+use eframe::egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gatescope::view::app::{Command, Persisted, ViewerApp};
@@ -37,7 +38,7 @@ fn timeline_and_sample_picker_drive_the_figure_2_view() {
     assert_eq!(h.state().uploads(), uploads);
 
     // one step back on the timeline: the label and the heatmaps follow
-    h.get_by_label("snapshot").focus();
+    h.get_by_role_and_label(Role::Slider, "snapshot").focus();
     h.run();
     h.key_press(eframe::egui::Key::ArrowLeft);
     h.run();
@@ -47,7 +48,7 @@ fn timeline_and_sample_picker_drive_the_figure_2_view() {
     assert!(!h.state().follow_live);
 
     // the sample picker: the next probe sample is of class 1
-    h.get_by_label("probe sample").focus();
+    h.get_by_role_and_label(Role::Slider, "probe sample").focus();
     h.run();
     h.key_press(eframe::egui::Key::ArrowRight);
     h.run();
@@ -73,7 +74,7 @@ fn figure_3_and_the_layer_inspector() {
     h.get_by_label("class 7");
     h.get_by_label("back to all classes").click();
     h.run();
-    h.get_by_label("show difference").click();
+    h.get_by_label("show A minus B").click();
     h.run();
     h.get_by_label("class 0 minus class 1");
 
@@ -93,7 +94,7 @@ fn a_bad_file_shows_an_error_and_the_viewer_stays_up() {
     app.queue(Command::Open(bad));
     let mut h = harness(app);
     for _ in 0..200 {
-        h.run();
+        h.step(); // (a spinner keeps repainting while the file opens)
         if h.query_by_label_contains("could not open").is_some() {
             break;
         }

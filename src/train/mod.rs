@@ -301,7 +301,7 @@ impl Stepper {
     pub fn new(model: &Model, cfg: &TrainConfig, fast: bool) -> Self {
         let grad = model.flat.zeros_like();
         let views = (fast && model.arch.family == Family::Highway).then(|| fast::Views::new(model, &grad));
-        Stepper { opt: Sgd::new(&model.flat, cfg), grad, views }
+        Stepper { opt: Sgd::new(&model.flat, &model.specs, cfg), grad, views }
     }
 
     /// Trains on one batch (x: [batch, input_dim], y: [batch]); returns (mean loss, correct).

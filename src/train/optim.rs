@@ -52,27 +52,35 @@ impl Schedule {
 /// SGD state: the momentum buffer, laid out like the parameters.
 pub struct Sgd {
     velocity: Tensor,
+    /// The weight decay for weights, 0 for biases (so gate biases keep their meaning).
+    decay: Tensor,
     momentum: f64,
     nesterov: bool,
     weight_decay: f64,
 }
 
 impl Sgd {
-    pub fn new(params: &Tensor, cfg: &TrainConfig) -> Self {
+    pub fn new(params: &Tensor, specs: &[crate::arch::ParamSpec], cfg: &TrainConfig) -> Self {
+        let mut mask = vec![0f32; params.size()[0] as usize];
+        for s in specs.iter().filter(|s| s.name.ends_with(".weight")) {
+            mask[s.offset..s.offset + s.numel()].fill(cfg.weight_decay as f32);
+        }
         Sgd {
             velocity: params.zeros_like(),
+            decay: Tensor::from_slice(&mask),
             momentum: cfg.momentum,
             nesterov: cfg.optimizer == Optimizer::Nesterov,
             weight_decay: cfg.weight_decay,
         }
     }
 
-    /// One update of `params` from `grad` (which it may modify), as PyTorch's SGD does it:
+    /// One update of `params` from `grad` (which it may modify), as PyTorch's SGD does it
+    /// (L2 weight decay on weights, not on biases, so gate biases keep their meaning):
     /// v ← μ·v + g;  p ← p − lr·v  (Nesterov: p ← p − lr·(g + μ·v)).
     pub fn step(&mut self, params: &mut Tensor, grad: &Tensor, lr: f64) {
         let mut g = grad.shallow_clone();
         if self.weight_decay > 0.0 {
-            let _ = g.g_add_(&(&*params * self.weight_decay));
+            let _ = g.addcmul_(&*params, &self.decay);
         }
         let _ = self.velocity.g_mul_scalar_(self.momentum).g_add_(&g);
         if self.nesterov {

@@ -96,6 +96,8 @@ pub struct ViewerApp {
     trainer: Option<TrainerHandle>,
     pub form: TrainForm,
     pending: Vec<Command>,
+    /// The picked sample's image, kept while the pick does not change.
+    sample_texture: Option<((u64, usize, usize), egui::TextureHandle)>,
 }
 
 impl ViewerApp {
@@ -124,6 +126,7 @@ impl ViewerApp {
             trainer: None,
             form: TrainForm::default(),
             pending: Vec::new(),
+            sample_texture: None,
         }
     }
 
@@ -288,7 +291,7 @@ impl ViewerApp {
                             self.trainer = Some(t);
                             self.session = None;
                             self.follow_live = true;
-                            self.status = "training…".into();
+                            self.status = "training...".into();
                         }
                         Err(e) => self.error = Some(format!("cannot start training: {e:#}")),
                     }
@@ -333,14 +336,14 @@ impl ViewerApp {
         egui::CentralPanel::default().show(ui, |ui| {
             if let Some(e) = self.error.clone() {
                 ui.horizontal(|ui| {
-                    ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("⚠ {e}"));
+                    ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("Error: {e}"));
                     if ui.small_button("dismiss").clicked() {
                         self.error = None;
                     }
                 });
             }
             if self.store.header.is_none() {
-                ui.heading("Open a recording or a model (File ▸ Open, or drop it here), or listen for a trainer.");
+                ui.heading("Open a recording or a model (File > Open, or drop it here), or listen for a trainer.");
                 return;
             }
             egui::ScrollArea::both().show(ui, |ui| match self.tab {
@@ -355,7 +358,7 @@ impl ViewerApp {
     fn top_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("Open…").clicked() {
+                if ui.button("Open...").clicked() {
                     self.pending.push(Command::PickFile);
                     ui.close();
                 }
@@ -396,7 +399,8 @@ impl ViewerApp {
         ui.separator();
         ui.heading("Stream");
         ui.horizontal(|ui| {
-            ui.text_edit_singleline(&mut self.persisted.listen_addr);
+            let label = ui.label("address");
+            ui.text_edit_singleline(&mut self.persisted.listen_addr).labelled_by(label.id);
         });
         if self.listener.is_none() && ui.button("Listen for trainers").clicked() {
             self.pending.push(Command::Listen);
@@ -427,7 +431,7 @@ impl ViewerApp {
     fn timeline(&mut self, ui: &mut egui::Ui) {
         let n = self.store.snapshots.len();
         ui.horizontal(|ui| {
-            let label = if self.playing { "⏸ pause" } else { "▶ play" };
+            let label = if self.playing { "Pause" } else { "Play" };
             if ui.button(label).clicked() {
                 self.playing = !self.playing;
             }
@@ -472,8 +476,14 @@ impl ViewerApp {
                 ui.label(format!("label {}", name(label)));
                 ui.label(format!("prediction {}", pred.map(name).unwrap_or_default()));
                 let dim = h.sample_images.len() / k;
-                let img = &h.sample_images[self.sample * dim..(self.sample + 1) * dim];
-                sample_image(ui, &shape, img, &format!("sample-{}", self.sample));
+                let key = (self.store.generation, self.sample, usize::MAX);
+                if self.sample_texture.as_ref().map(|t| t.0) != Some(key) {
+                    let img = &h.sample_images[self.sample * dim..(self.sample + 1) * dim];
+                    self.sample_texture = sample_texture(ui.ctx(), &shape, img).map(|t| (key, t));
+                }
+                if let Some((_, t)) = &self.sample_texture {
+                    ui.image((t.id(), Vec2::new(56.0, 56.0)));
+                }
             }
             if let Some(s) = &self.session {
                 ui.separator();
@@ -520,7 +530,7 @@ impl ViewerApp {
             for (i, ((grid, scale, hk), title)) in grids.into_iter().zip(titles).enumerate() {
                 ui.vertical(|ui| {
                     ui.label(egui::RichText::new(title).strong());
-                    ui.label(egui::RichText::new("layers ↓, units →").small());
+                    ui.label(egui::RichText::new("rows: layers (first on top), columns: units").small());
                     self.heatmaps[i].show(ui, &format!("fig2-{i}"), hk, &grid, scale, size);
                 });
             }
@@ -541,21 +551,20 @@ impl ViewerApp {
         let (l, w) = (snap.mean_gate.shape[0], snap.mean_gate.shape[1]);
         let first = self.store.header.as_ref().and_then(|h| h.gated_layers().first().copied()).unwrap_or(1);
         let g = self.store.generation;
-        ui.label(format!("Mean T per class minus mean T over all {} probe examples (shared scale ±{:.3}). Click a class to enlarge it.", self.store.header.as_ref().map_or(0, |h| h.probe_size), scale.hi));
+        ui.label(format!("Mean T per class minus mean T over all {} probe examples (shared scale +/-{:.3}). Click a class to enlarge it.", self.store.header.as_ref().map_or(0, |h| h.probe_size), scale.hi));
         ui.horizontal(|ui| {
             let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
-            egui::ComboBox::from_id_salt("cmp-a").selected_text(name(self.compare.0)).show_ui(ui, |ui| {
+            egui::ComboBox::new("cmp-a", "class A").selected_text(name(self.compare.0)).show_ui(ui, |ui| {
                 for i in 0..c {
                     ui.selectable_value(&mut self.compare.0, i, name(i));
                 }
             });
-            ui.label("minus");
-            egui::ComboBox::from_id_salt("cmp-b").selected_text(name(self.compare.1)).show_ui(ui, |ui| {
+            egui::ComboBox::new("cmp-b", "class B").selected_text(name(self.compare.1)).show_ui(ui, |ui| {
                 for i in 0..c {
                     ui.selectable_value(&mut self.compare.1, i, name(i));
                 }
             });
-            if ui.button("show difference").clicked() {
+            if ui.button("show A minus B").clicked() {
                 self.enlarged = Some(usize::MAX);
             }
             if self.enlarged.is_some() && ui.button("back to all classes").clicked() {
@@ -576,7 +585,11 @@ impl ViewerApp {
             return;
         }
         self.class_maps.resize_with(c, Heatmap::default);
-        let cols = ((ui.available_width() / 120.0).floor() as usize).clamp(1, 12);
+        let cols = ((ui.available_width() / 90.0).floor() as usize).clamp(1, 12);
+        ui.horizontal(|ui| {
+            ui.label("shared scale:");
+            super::heatmap::colorbar(ui, scale, 110.0);
+        });
         egui::Grid::new("fig3-grid").spacing([8.0, 8.0]).show(ui, |ui| {
             for (i, dev) in devs.iter().enumerate() {
                 ui.vertical(|ui| {
@@ -584,7 +597,8 @@ impl ViewerApp {
                     if ui.button(&label).clicked() {
                         self.enlarged = Some(i);
                     }
-                    self.class_maps[i].show(ui, &format!("fig3-{i}"), (g << 32 | 8, (self.current as u64) << 24 | i as u64), &Grid { rows: l, cols: w, values: &dev.data, first_layer: first }, scale, Vec2::new(70.0, 140.0));
+                    let grid = Grid { rows: l, cols: w, values: &dev.data, first_layer: first };
+                    self.class_maps[i].show_with(ui, &format!("fig3-{i}"), (g << 32 | 8, (self.current as u64) << 24 | i as u64), &grid, scale, Vec2::new(70.0, 140.0), false);
                 });
                 if (i + 1) % cols == 0 {
                     ui.end_row();
@@ -595,7 +609,7 @@ impl ViewerApp {
 
     fn layers(&mut self, ui: &mut egui::Ui) {
         let Some(snap) = self.store.snapshots.get(self.current) else { return };
-        ui.label("Per layer: mean T, the fraction of open gates (T > 0.5), and how much each layer changes its input (mean |y_l − y_{l−1}|).");
+        ui.label("Per layer: mean T, the fraction of open gates (T > 0.5), and how much each layer changes its input (mean |y_l - y_(l-1)|).");
         let series = |f: &dyn Fn(&crate::snapshot::LayerStats) -> f32| -> egui_plot::PlotPoints<'static> {
             snap.layers.iter().filter(|l| f(l).is_finite()).map(|l| [l.layer as f64, f(l) as f64]).collect::<Vec<_>>().into()
         };
@@ -613,17 +627,16 @@ impl ViewerApp {
     }
 }
 
-/// Draws a dataset image (grey or RGB) as a small texture.
-fn sample_image(ui: &mut egui::Ui, shape: &[usize; 3], pixels: &[u8], id: &str) {
+/// A dataset image (grey or RGB) as a texture.
+fn sample_texture(ctx: &egui::Context, shape: &[usize; 3], pixels: &[u8]) -> Option<egui::TextureHandle> {
     let [c, h, w] = *shape;
     if c * h * w != pixels.len() || h == 0 {
-        return;
+        return None;
     }
     let rgba: Vec<egui::Color32> = (0..h * w)
         .map(|i| if c == 3 { egui::Color32::from_rgb(pixels[i], pixels[h * w + i], pixels[2 * h * w + i]) } else { egui::Color32::from_gray(pixels[i]) })
         .collect();
-    let tex = ui.ctx().load_texture(id, egui::ColorImage::new([w, h], rgba), egui::TextureOptions::NEAREST);
-    ui.image((tex.id(), Vec2::new(56.0, 56.0)));
+    Some(ctx.load_texture("probe-sample", egui::ColorImage::new([w, h], rgba), egui::TextureOptions::NEAREST))
 }
 
 impl eframe::App for ViewerApp {

@@ -26,8 +26,14 @@ pub struct Grid<'a> {
 }
 
 impl Heatmap {
-    /// Draws the heatmap in `size` (without the colorbar) and returns the hovered cell.
+    /// Draws the heatmap in `size` with its colorbar and returns the hovered cell.
     pub fn show(&mut self, ui: &mut egui::Ui, id: &str, key: Key, grid: &Grid<'_>, scale: Scale, size: Vec2) -> Option<(usize, usize, f32)> {
+        self.show_with(ui, id, key, grid, scale, size, true)
+    }
+
+    /// As [`Self::show`], optionally without the colorbar (small multiples share one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn show_with(&mut self, ui: &mut egui::Ui, id: &str, key: Key, grid: &Grid<'_>, scale: Scale, size: Vec2, with_colorbar: bool) -> Option<(usize, usize, f32)> {
         if grid.rows == 0 || grid.cols == 0 {
             ui.label("(no data)");
             return None;
@@ -58,7 +64,9 @@ impl Heatmap {
                     response.on_hover_text(format!("layer {}, unit {}: {v:.4}", grid.first_layer + row, col));
                 }
             }
-            colorbar(ui, scale, size.y);
+            if with_colorbar {
+                colorbar(ui, scale, size.y);
+            }
         });
         hovered
     }
