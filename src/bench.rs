@@ -54,7 +54,7 @@ pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, bar: &indica
     cfg.epochs = epochs;
     cfg.threads = threads;
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let cadence: Cadence = "2epochs".parse().map_err(anyhow::Error::msg)?;
+    let cadence: Cadence = "4epochs".parse().map_err(anyhow::Error::msg)?;
     let (probe_n, k) = (10_000, 32);
     let dir = std::env::temp_dir().join(format!("gatescope-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

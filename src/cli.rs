@@ -71,7 +71,7 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::stream::DEFAULT_ADDR)]
     pub connect: Option<String>,
     /// Snapshot cadence: N steps or N epochs, e.g. 200steps, 1epochs (always also at step 0 and at the end)
-    #[arg(long, value_name = "N{steps|epochs}", default_value = "2epochs")]
+    #[arg(long, value_name = "N{steps|epochs}", default_value = "4epochs")]
     pub every: crate::capture::Cadence,
     /// Training examples the gate means are taken over: a count, or `all`
     #[arg(long, value_name = "N|all", default_value = "10000")]
@@ -148,7 +148,7 @@ pub struct BenchArgs {
     pub reference: Option<f64>,
     /// Also measure the cost of recording: train EPOCHS epochs with and without
     /// `--record` at the default cadence, side by side
-    #[arg(long, value_name = "EPOCHS", num_args = 0..=1, default_missing_value = "6")]
+    #[arg(long, value_name = "EPOCHS", num_args = 0..=1, default_missing_value = "8")]
     pub record: Option<usize>,
     /// Print a JSON object
     #[arg(long)]

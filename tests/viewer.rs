@@ -115,3 +115,49 @@ fn snapshot_images_of_figures_2_and_3() {
     h.run();
     h.snapshot("figure3");
 }
+
+/// Steps the harness (without waiting for it to settle) until `done` or 120 s pass.
+fn step_until(h: &mut Harness<'static, ViewerApp>, done: impl Fn(&ViewerApp) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done(h.state()) {
+        assert!(std::time::Instant::now() < deadline, "timed out; status: {}", h.state().status);
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    h.step();
+}
+
+#[test]
+fn a_model_file_opens_by_probing_and_any_example_can_be_traced() {
+    let mut app = ViewerApp::new(Persisted::default());
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/default.safetensors");
+    app.queue(Command::Open(model));
+    let mut h = harness(app);
+    step_until(&mut h, |a| a.store.header.is_some() && a.example.is_some());
+    assert_eq!(h.state().store.snapshots.len(), 1);
+    assert_eq!(h.state().example.as_ref().unwrap().index, 0);
+    h.get_by_label_contains("opened model");
+    // trace training example 7 (label 3 in MNIST's training order)
+    h.state_mut().queue(Command::TraceExample(7));
+    step_until(&mut h, |a| a.example.as_ref().is_some_and(|e| e.index == 7));
+    let ex = h.state().example.as_ref().unwrap();
+    assert_eq!(ex.label, 3);
+    assert_eq!((ex.gates.shape.clone(), ex.blocks.shape.clone()), (vec![49, 50], vec![50, 50]));
+    h.get_by_label_contains("training example #7: label 3");
+}
+
+#[test]
+fn the_training_panel_streams_a_run_into_the_view() {
+    let mut app = ViewerApp::new(Persisted::default());
+    (app.form.depth, app.form.width, app.form.epochs, app.form.every_steps) = (4, 16, 1, 100);
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Start training").click();
+    step_until(&mut h, |a| a.store.snapshots.len() >= 3);
+    assert_eq!(h.state().store.source, "viewer training panel");
+    assert_eq!(h.state().store.header.as_ref().unwrap().card.arch.depth, 4);
+    h.get_by_label("Stop training").click();
+    step_until(&mut h, |a| a.status.starts_with("training finished"));
+    h.get_by_label("Start training");
+    assert!(h.state().store.snapshots.last().unwrap().test_accuracy > 0.2);
+}

@@ -194,10 +194,12 @@ impl ViewerApp {
                 match result {
                     Ok(Opened::Recording(rec)) => {
                         self.session = None;
+                        self.status = format!("opened {}", path.display());
                         self.set_store(Store::from_recording(rec, path.display().to_string()));
                         self.remember(path);
                     }
                     Ok(Opened::Model(rec, session)) => {
+                        self.status = format!("opened model {} (probed on {} examples)", path.display(), rec.header.probe_size);
                         self.set_store(Store::from_recording(rec, path.display().to_string()));
                         session.request(0);
                         self.session = Some(session);
