@@ -72,3 +72,28 @@ fn help_lists_every_command_and_flag() {
         assert!(help.contains(cmd));
     }
 }
+
+#[test]
+fn ctrl_c_stops_training_and_still_writes_a_usable_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("stopped.safetensors");
+    let child = gatescope()
+        .args(["train", "--quiet", "--depth", "6", "--width", "20", "--epochs", "50"])
+        .arg("--out")
+        .arg(&model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4)); // well into training
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(interrupted)"));
+    let card = gatescope::model::file::read_card(&model).unwrap();
+    let m = card.metrics.unwrap();
+    assert!(m.interrupted && m.steps > 0 && m.steps < 50 * 468);
+    let (back, _) = gatescope::model::file::load(&model).unwrap();
+    assert_eq!(back.arch.depth, 6);
+}
