@@ -38,6 +38,10 @@ impl Heatmap {
             ui.label("(no data)");
             return None;
         }
+        if grid.values.len() != grid.rows * grid.cols {
+            ui.colored_label(Color32::from_rgb(220, 60, 60), format!("(malformed: {} values for {} x {})", grid.values.len(), grid.rows, grid.cols));
+            return None;
+        }
         let bits = [scale.lo.to_bits(), scale.hi.to_bits()];
         let dims = [grid.rows as u32, grid.cols as u32];
         if self.key != Some((key, bits, dims)) || self.texture.is_none() {
