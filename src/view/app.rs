@@ -378,7 +378,9 @@ impl ViewerApp {
             ui.selectable_value(&mut self.tab, Tab::Figure3, "Figure 3: classes");
             ui.selectable_value(&mut self.tab, Tab::Layers, "Layer inspector");
             ui.separator();
-            ui.label(&self.store.source);
+            // the file name only (the full path on hover), so the bar reads the same anywhere
+            let short = self.store.source.rsplit('/').next().unwrap_or_default();
+            ui.label(short).on_hover_text(&self.store.source);
             if self.store.dropped > 0 {
                 ui.colored_label(egui::Color32::from_rgb(230, 160, 40), format!("{} snapshots dropped by the stream", self.store.dropped));
             }
