@@ -36,6 +36,12 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Describe a model file or a recording (card, snapshots, torn tail)
     Info(InfoArgs),
+    /// Figure 4: close all gates of one layer at a time and measure train and test error
+    ///
+    /// Each gated layer of a highway model in turn gets T := 0 (it copies its input); a
+    /// residual model loses one branch at a time (y = x). Evaluates on the full training and
+    /// test sets.
+    Lesion(LesionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,4 +159,22 @@ pub struct BenchArgs {
     /// Print a JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LesionArgs {
+    /// Model file (gatescope or imported PyTorch)
+    pub model: PathBuf,
+    /// Folder with the dataset's files, if the model was not trained on the bundled MNIST
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to FILE (`gatescope export FILE --figure 4` draws it)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Intra-op threads for libtorch
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }

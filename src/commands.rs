@@ -10,7 +10,7 @@ use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::capture::{Both, Capture, Sinks};
-use crate::cli::{BenchArgs, Cli, Command, EvalArgs, InfoArgs, ProbeArgs, TrainArgs, ViewArgs};
+use crate::cli::{BenchArgs, Cli, Command, EvalArgs, InfoArgs, LesionArgs, ProbeArgs, TrainArgs, ViewArgs};
 use crate::probe::{self, ProbeSet};
 use crate::record;
 use crate::snapshot::Message;
@@ -27,6 +27,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench_cmd(a),
         Command::Probe(a) => probe_cmd(a),
         Command::Info(a) => info_cmd(a),
+        Command::Lesion(a) => lesion_cmd(a),
     }
 }
 
@@ -300,4 +301,59 @@ fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(ProgressStyle::with_template(&format!("{what} {{bar:30.cyan/blue}} {{pos}}/{{len}} {{elapsed_precise}} (eta {{eta}}) {{msg}}")).expect("template"));
+    bar
+}
+
+fn lesion_cmd(a: LesionArgs) -> anyhow::Result<ExitCode> {
+    tch::set_num_threads(a.threads.max(1) as i32);
+    let (model, card, data) = open_model(&a.model, a.data_dir.as_deref())?;
+    crate::lesion::lesionable_layers(&model).with_context(|| format!("{}", a.model.display()))?;
+    let (tr, te) = (Tensors::train(&data), Tensors::test(&data));
+    let bar = progress_bar(0, "lesioning");
+    let report = crate::lesion::lesion_all(&model, &a.model.display().to_string(), card.dataset.name.name(), &tr, &te, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if let Some(out) = &a.out {
+        write_json(out, &report)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (bt, be) = (report.baseline_train, report.baseline_test);
+    println!(
+        "{}: {} layers lesioned on {} training examples in {:.1} s, and on {} test examples ({:.1} s in all)",
+        report.model, report.layers.len(), report.train_examples, report.train_seconds, report.test_examples, report.seconds
+    );
+    println!("layer  train error  test error  train loss");
+    println!(" none  {:>10.4}  {:>10.4}  {:>10.4}", bt.error(), be.error(), bt.loss);
+    for r in &report.layers {
+        println!("{:>5}  {:>10.4}  {:>10.4}  {:>10.4}", r.layer, r.train.error(), r.test.error(), r.train.loss);
+    }
+    if let Some(w) = report.worst() {
+        println!("most harmful lesion: layer {} (train error {:.4} against {:.4})", w.layer, w.train.error(), bt.error());
+    }
+    if let Some(out) = &a.out {
+        println!("report written to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a report as pretty JSON, creating the folder.
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", path.display()))
 }

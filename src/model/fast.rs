@@ -166,6 +166,103 @@ pub fn forward(model: &Model, x: &Tensor, opts: ForwardOpts, save: bool) -> (For
     (Forward { logits, blocks, gates }, saved)
 }
 
+/// Inference-only replays of highway layers from cached inputs (the lesion analysis).
+///
+/// For tanh nets the state is carried as `q = (h + 1) / 2` and the weights are refolded so
+/// that one `sigmoid` over `[batch, 2·width]` gives both H and T (`tanh(z) = 2·sigmoid(2z) − 1`,
+/// and on this CPU libtorch's tanh costs 3–4× its sigmoid):
+///
+/// ```text
+/// z_H = W_H h + b_H = 4·W_H q + 2·(b_H − W_H·1)  (already doubled for the sigmoid)
+/// z_T = W_T h + b_T = 2·W_T q + (b_T − W_T·1)
+/// q'  = q + T·(s − q),  s = sigmoid(z_H) = (H + 1) / 2
+/// ```
+///
+/// A layer is then one `addmm`, one in-place `sigmoid` and two pointwise ops. relu nets keep
+/// `h` and the plain step.
+pub struct Replay {
+    tanh: bool,
+    /// [input_dim, width], [width]: the plain first layer, as in the model
+    w0t: Tensor,
+    b0: Tensor,
+    /// per highway layer: [width, 2·width] and [2·width], refolded for tanh nets
+    wct: Vec<Tensor>,
+    bc: Vec<Tensor>,
+    /// [width, classes], [classes], refolded for tanh nets
+    wot: Tensor,
+    bo: Tensor,
+    width: i64,
+    activation: Activation,
+}
+
+impl Replay {
+    pub fn new(model: &Model) -> Replay {
+        let k = model.kernel();
+        let w = model.arch.width as i64;
+        let tanh = model.arch.activation == Activation::Tanh;
+        let f = (Kind::Float, tch::Device::Cpu);
+        let (wct, bc, wot, bo) = if tanh {
+            // z = W h + b with h = 2q − 1  →  2W q + (b − W·1); then the H half doubled.
+            let half = Tensor::cat(&[Tensor::full([w], 2.0, f), Tensor::ones([w], f)], 0); // [2w]
+            let wct = k.wct.iter().map(|m| (m * 2.0 * half.view([1, 2 * w])).contiguous()).collect();
+            let bc = k.bc.iter().zip(&k.wct).map(|(b, m)| (b - m.sum_dim_intlist([0i64].as_slice(), false, Kind::Float)) * &half).collect();
+            let wot = (&k.wot * 2.0).contiguous();
+            let bo = &k.bo - k.wot.sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
+            (wct, bc, wot, bo)
+        } else {
+            (k.wct.iter().map(|m| m.shallow_clone()).collect(), k.bc.iter().map(|b| b.shallow_clone()).collect(), k.wot.shallow_clone(), k.bo.shallow_clone())
+        };
+        Replay { tanh, w0t: k.w0t.shallow_clone(), b0: k.b0.shallow_clone(), wct, bc, wot, bo, width: w, activation: model.arch.activation }
+    }
+
+    /// One highway layer (1-based `layer`) on the state ([batch, width]); returns its output.
+    pub fn layer(&self, layer: usize, q: &Tensor) -> Tensor {
+        let i = layer - 1;
+        let mut z = self.bc[i].addmm(q, &self.wct[i]); // [batch, 2·width]
+        if self.tanh {
+            let _ = z.sigmoid_(); // [s | T]
+            let s = z.narrow(1, 0, self.width);
+            let t = z.narrow(1, self.width, self.width);
+            q.addcmul(&t, &(s - q))
+        } else {
+            let zz = z.chunk(2, 1);
+            q.addcmul(&zz[1].sigmoid(), &(act(self.activation, &zz[0]) - q))
+        }
+    }
+
+    /// The logits for a state ([batch, width]) after the last layer, [batch, classes].
+    pub fn logits(&self, q: &Tensor) -> Tensor {
+        self.bo.addmm(q, &self.wot)
+    }
+
+    /// Runs highway layers `from..depth` on a state (the input of layer `from`), skipping
+    /// `lesion`, then the output layer. Returns the logits, [batch, classes].
+    pub fn forward_from(&self, q: &Tensor, from: usize, depth: usize, lesion: Option<usize>) -> Tensor {
+        let mut q = q.shallow_clone();
+        for layer in from.max(1)..depth {
+            if lesion != Some(layer) {
+                q = self.layer(layer, &q);
+            }
+        }
+        self.logits(&q)
+    }
+
+    /// The state entering every layer 1..depth, and after the last, from the images
+    /// ([batch, input_dim]): `states[l − 1]` enters layer l; each [batch, width].
+    pub fn layer_inputs(&self, x: &Tensor, depth: usize) -> Vec<Tensor> {
+        let z0 = self.b0.addmm(x, &self.w0t); // [batch, width]
+        let mut q = if self.tanh { (z0 * 2.0).sigmoid() } else { act(self.activation, &z0) };
+        let mut out = Vec::with_capacity(depth);
+        for layer in 1..depth {
+            let next = self.layer(layer, &q);
+            out.push(q);
+            q = next;
+        }
+        out.push(q);
+        out
+    }
+}
+
 /// Backpropagates `dlogits` ([batch, classes]) through a saved forward, writing every
 /// parameter's gradient into `grads` (views of a flat gradient buffer; overwritten, not added).
 pub fn backward(model: &Model, saved: &Saved, dlogits: &Tensor, grads: &Views) {

@@ -39,7 +39,8 @@ pub fn view(spec: &ParamSpec, flat: &Tensor) -> Tensor {
 pub struct ForwardOpts {
     /// Hand back per-layer T and y.
     pub trace: bool,
-    /// Close all gates of this layer (T := 0, the layer copies its input). Highway only.
+    /// Close all gates of this layer (T := 0, the layer copies its input); in a residual
+    /// net, drop this layer's branch (y = x). Plain nets ignore it.
     pub lesion: Option<usize>,
 }
 
@@ -159,6 +160,7 @@ impl Model {
                     }
                 }
                 Family::Plain => activate(act, &lin("block")),
+                Family::Residual if opts.lesion == Some(l) => h,
                 Family::Residual => {
                     let f = activate(act, &lin("block"));
                     let f = if self.arch.residual_block_layers == 2 {
