@@ -27,6 +27,19 @@ impl Activation {
     }
 }
 
+/// How a highway layer's transform gate T is computed (the ablation of adaptive gating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateMode {
+    /// T = sigmoid(W_T x + b_T): data-dependent (the paper's highway layer).
+    #[default]
+    Adaptive,
+    /// T = sigmoid(b_T): learned per unit, the same for every input.
+    Learned,
+    /// T = a constant (`Arch::fixed_gate`), nothing learned.
+    Fixed,
+}
+
 /// Everything that fixes the shapes and meaning of a model's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arch {
@@ -41,6 +54,16 @@ pub struct Arch {
     pub gate_bias: f32,
     /// Layers in a residual branch F: 1 or 2 (residual only).
     pub residual_block_layers: usize,
+    /// How T is computed (highway only).
+    #[serde(default)]
+    pub gate: GateMode,
+    /// T of every unit when `gate` is `Fixed`.
+    #[serde(default = "half")]
+    pub fixed_gate: f32,
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 impl Arch {
@@ -55,6 +78,22 @@ impl Arch {
             activation: Activation::Tanh,
             gate_bias: -2.0,
             residual_block_layers: 2,
+            gate: GateMode::Adaptive,
+            fixed_gate: 0.5,
+        }
+    }
+
+    /// The highway layer of the paper, with a data-dependent gate: the layout the fast
+    /// kernel (fused `[2w, w]` H|T matrices) runs.
+    pub fn adaptive_highway(&self) -> bool {
+        self.family == Family::Highway && self.gate == GateMode::Adaptive
+    }
+
+    /// T of a fresh highway layer: sigmoid(b_T), or the fixed value.
+    pub fn initial_gate(&self) -> f64 {
+        match self.gate {
+            GateMode::Fixed => self.fixed_gate as f64,
+            _ => 1.0 / (1.0 + (-(self.gate_bias as f64)).exp()),
         }
     }
 
@@ -66,6 +105,11 @@ impl Arch {
             matches!(self.residual_block_layers, 1 | 2),
             "a residual branch has 1 or 2 layers (got {})",
             self.residual_block_layers
+        );
+        anyhow::ensure!(
+            self.gate != GateMode::Fixed || (self.fixed_gate > 0.0 && self.fixed_gate <= 1.0),
+            "a fixed gate must be in (0, 1] (got {})",
+            self.fixed_gate
         );
         Ok(())
     }
@@ -91,12 +135,23 @@ impl Arch {
         push("layers.0.block.bias".into(), vec![w]);
         for l in 1..self.depth {
             match self.family {
-                Family::Highway => {
-                    push(format!("layers.{l}.block.weight"), vec![w, w]);
-                    push(format!("layers.{l}.gate.weight"), vec![w, w]);
-                    push(format!("layers.{l}.block.bias"), vec![w]);
-                    push(format!("layers.{l}.gate.bias"), vec![w]);
-                }
+                Family::Highway => match self.gate {
+                    GateMode::Adaptive => {
+                        push(format!("layers.{l}.block.weight"), vec![w, w]);
+                        push(format!("layers.{l}.gate.weight"), vec![w, w]);
+                        push(format!("layers.{l}.block.bias"), vec![w]);
+                        push(format!("layers.{l}.gate.bias"), vec![w]);
+                    }
+                    GateMode::Learned => {
+                        push(format!("layers.{l}.block.weight"), vec![w, w]);
+                        push(format!("layers.{l}.block.bias"), vec![w]);
+                        push(format!("layers.{l}.gate.bias"), vec![w]);
+                    }
+                    GateMode::Fixed => {
+                        push(format!("layers.{l}.block.weight"), vec![w, w]);
+                        push(format!("layers.{l}.block.bias"), vec![w]);
+                    }
+                },
                 Family::Plain => {
                     push(format!("layers.{l}.block.weight"), vec![w, w]);
                     push(format!("layers.{l}.block.bias"), vec![w]);
@@ -124,7 +179,7 @@ impl Arch {
     /// at loss ln(classes) (measured: see ARCHITECTURE.md, "Initialisation"). relu does not
     /// saturate, so it gets the plain factor.
     pub fn carry_preserving_gain(&self) -> f64 {
-        let t0 = 1.0 / (1.0 + (-(self.gate_bias as f64)).exp());
+        let t0 = self.initial_gate();
         let saturation = if self.activation == Activation::Tanh { 1.25 } else { 1.0 };
         saturation * (1.0 - (1.0 - t0).powi(2)).max(0.0).sqrt() / t0
     }

@@ -42,6 +42,15 @@ pub enum Command {
     /// residual model loses one branch at a time (y = x). Evaluates on the full training and
     /// test sets.
     Lesion(LesionArgs),
+    /// Figure 1: train plain, highway and residual nets at several depths, same budget
+    ///
+    /// Records each run's training cross-entropy per epoch and writes a JSON report
+    /// (`gatescope export REPORT --figure 1` draws it). Residual nets use two-layer branches of
+    /// width 50 and plain nets width 71, so a layer of each has about as many parameters as a
+    /// highway layer of width 50.
+    Sweep(SweepArgs),
+    /// Gate ablation: adaptive T(x) against a learned per-unit T, a fixed T and a residual net
+    Ablate(AblateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,4 +186,91 @@ pub struct LesionArgs {
     /// Intra-op threads for libtorch
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+}
+
+/// The recipe every run of a study shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StudyArgs {
+    /// Dataset (MNIST is bundled; CIFAR needs --data-dir)
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: crate::data::DatasetKind,
+    /// Folder with the dataset's files
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Epochs of every run (the shared budget)
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Learning rate (without --search)
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// Momentum (without --search)
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay (without --search)
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Initial gate bias of highway nets (without --search)
+    #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
+    pub gate_bias: f32,
+    /// Activation of every net
+    #[arg(long, value_enum, default_value = "tanh")]
+    pub activation: crate::arch::Activation,
+    /// Minibatch size
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Random search: this many trials per configuration (learning rate, momentum, weight
+    /// decay, gate bias), each --search-epochs long; the best is then trained for --epochs
+    #[arg(long, default_value_t = 0)]
+    pub search: usize,
+    /// Epochs of each search trial
+    #[arg(long, default_value_t = 1)]
+    pub search_epochs: usize,
+    /// Runs at once; each gets cores / jobs libtorch threads [default: cores / 2]
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Use only the first N training examples (quick looks)
+    #[arg(long, value_name = "N")]
+    pub train_examples: Option<usize>,
+    /// Use only the first N test examples
+    #[arg(long, value_name = "N")]
+    pub test_examples: Option<usize>,
+    /// Seed of the initialisations and of the search
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// Depths (hidden layers, counting the plain first layer)
+    #[arg(long, value_delimiter = ',', default_value = "10,20,50,100")]
+    pub depths: Vec<usize>,
+    /// Families
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,highway,residual")]
+    pub families: Vec<crate::arch::Family>,
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Where to write the JSON report
+    #[arg(long, default_value = "runs/sweep.json")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AblateArgs {
+    /// Hidden layers of every net
+    #[arg(long, default_value_t = 50)]
+    pub depth: usize,
+    /// Units per layer
+    #[arg(long, default_value_t = 50)]
+    pub width: usize,
+    /// T of the fixed-gate variant
+    #[arg(long, default_value_t = 0.5)]
+    pub fixed_gate: f32,
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Where to write the JSON report
+    #[arg(long, default_value = "runs/ablation.json")]
+    pub out: PathBuf,
 }

@@ -10,7 +10,9 @@ use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::capture::{Both, Capture, Sinks};
-use crate::cli::{BenchArgs, Cli, Command, EvalArgs, InfoArgs, LesionArgs, ProbeArgs, TrainArgs, ViewArgs};
+use crate::cli::{AblateArgs, BenchArgs, Cli, Command, EvalArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs};
+use crate::report::{AblationReport, Report, RunResult, SweepReport};
+use crate::sweep::{self, StudyProgress};
 use crate::probe::{self, ProbeSet};
 use crate::record;
 use crate::snapshot::Message;
@@ -28,6 +30,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Probe(a) => probe_cmd(a),
         Command::Info(a) => info_cmd(a),
         Command::Lesion(a) => lesion_cmd(a),
+        Command::Sweep(a) => sweep_cmd(a),
+        Command::Ablate(a) => ablate_cmd(a),
     }
 }
 
@@ -324,6 +328,7 @@ fn lesion_cmd(a: LesionArgs) -> anyhow::Result<ExitCode> {
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
+    let report = Report::Lesion(report);
     if let Some(out) = &a.out {
         write_json(out, &report)?;
     }
@@ -331,6 +336,7 @@ fn lesion_cmd(a: LesionArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let Report::Lesion(report) = report else { unreachable!() };
     let (bt, be) = (report.baseline_train, report.baseline_test);
     println!(
         "{}: {} layers lesioned on {} training examples in {:.1} s, and on {} test examples ({:.1} s in all)",
@@ -356,4 +362,149 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyh
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The shared recipe of a study's runs, and the dataset.
+fn study_setup(a: &StudyArgs) -> anyhow::Result<(train::TrainConfig, data::Dataset, sweep::Plan)> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let jobs = a.jobs.unwrap_or((cores / 2).max(1)).max(1);
+    let base = train::TrainConfig {
+        dataset: a.dataset,
+        data_dir: a.data_dir.clone(),
+        epochs: a.epochs,
+        lr: a.lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        gate_bias: a.gate_bias,
+        activation: a.activation,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        threads: (cores / jobs).max(1),
+        ..train::TrainConfig::default_recipe()
+    };
+    base.validate()?;
+    anyhow::ensure!(a.search == 0 || a.search_epochs >= 1, "--search-epochs must be at least 1");
+    let data = data::load(a.dataset, a.data_dir.as_deref())?.truncated(a.train_examples, a.test_examples);
+    anyhow::ensure!(data.train.len() >= a.batch_size, "--train-examples {} is smaller than a batch ({})", data.train.len(), a.batch_size);
+    Ok((base, data, sweep::Plan { search: a.search, search_epochs: a.search_epochs, jobs, seed: a.seed }))
+}
+
+/// indicatif bars for a study: one overall, one per run in progress.
+struct StudyBars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    runs: std::sync::Mutex<std::collections::HashMap<(String, usize), ProgressBar>>,
+}
+
+impl StudyBars {
+    fn new(variants: usize) -> Self {
+        let multi = MultiProgress::new();
+        if !std::io::stderr().is_terminal() {
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let overall = multi.add(ProgressBar::new(variants as u64));
+        overall.set_style(ProgressStyle::with_template("runs {pos}/{len} {bar:30.cyan/blue} {elapsed_precise} (eta {eta})").expect("template"));
+        StudyBars { multi, overall, runs: Default::default() }
+    }
+}
+
+impl StudyProgress for StudyBars {
+    fn started(&self, variant: &str, trial: usize, epochs: usize) {
+        let bar = self.multi.add(ProgressBar::new(epochs as u64));
+        bar.set_style(ProgressStyle::with_template("  {prefix:32} epoch {pos}/{len} {bar:20.green/white} {msg}").expect("template"));
+        bar.set_prefix(if trial > 0 { format!("{variant} (search {trial})") } else { variant.to_string() });
+        self.runs.lock().expect("bars").insert((variant.to_string(), trial), bar);
+    }
+    fn epoch(&self, variant: &str, trial: usize, e: &EpochStats) {
+        let runs = self.runs.lock().expect("bars");
+        if let Some(bar) = runs.get(&(variant.to_string(), trial)) {
+            bar.set_position(e.epoch as u64 + 1);
+            bar.set_message(format!("train loss {:.4}", e.train_loss));
+            if bar.position() >= bar.length().unwrap_or(0) {
+                bar.finish_and_clear();
+            }
+        }
+        if self.multi.is_hidden() {
+            eprintln!("{variant}{}: epoch {} train loss {:.4}", if trial > 0 { format!(" (search {trial})") } else { String::new() }, e.epoch + 1, e.train_loss);
+        }
+    }
+    fn finished(&self, r: &RunResult) {
+        if let Some(bar) = self.runs.lock().expect("bars").remove(&(r.name.clone(), 0)) {
+            bar.finish_and_clear();
+        }
+        self.overall.inc(1);
+        let _ = self.multi.println(format!("{:<32} train loss {:.4}  test acc {:.4}  ({:.0} s){}", r.name, r.train.loss, r.test.accuracy, r.seconds, if r.diverged { "  diverged" } else { "" }));
+    }
+}
+
+fn print_runs(runs: &[RunResult]) {
+    println!("{:<32} {:>6} {:>8} {:>10} {:>9} {:>10} {:>9} {:>7}", "run", "depth", "params", "train loss", "train acc", "test loss", "test acc", "secs");
+    for r in runs {
+        println!(
+            "{:<32} {:>6} {:>8} {:>10.4} {:>9.4} {:>10.4} {:>9.4} {:>7.0}{}",
+            r.name, r.depth, r.params, r.train.loss, r.train.accuracy, r.test.loss, r.test.accuracy, r.seconds,
+            if r.diverged { "  (diverged)" } else { "" }
+        );
+    }
+}
+
+fn sweep_cmd(a: SweepArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(!a.depths.is_empty() && a.depths.iter().all(|&d| d >= 1), "--depths needs depths of at least 1");
+    let (base, data, plan) = study_setup(&a.study)?;
+    let variants = sweep::depth_sweep(&base, &a.families, &a.depths);
+    let stop = stop_flag()?;
+    let t = std::time::Instant::now();
+    let bars = StudyBars::new(variants.len());
+    let runs = sweep::run_study(&variants, &plan, &data, &stop, &bars)?;
+    bars.overall.finish_and_clear();
+    let report = Report::Sweep(SweepReport { dataset: data.kind.name().into(), epochs: base.epochs, depths: a.depths.clone(), runs, seconds: t.elapsed().as_secs_f64() });
+    write_json(&a.out, &report)?;
+    if a.study.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Report::Sweep(r) = &report else { unreachable!() };
+    println!("training cross-entropy after {} epochs ({}):", r.epochs, r.dataset);
+    print!("{:<10}", "depth");
+    for d in &r.depths {
+        print!("{d:>10}");
+    }
+    println!();
+    for f in &a.families {
+        let name = sweep::family_name(*f, crate::arch::GateMode::Adaptive);
+        print!("{name:<10}");
+        for &d in &r.depths {
+            match r.run(&name, d) {
+                Some(run) => print!("{:>10.4}", run.train.loss),
+                None => print!("{:>10}", "-"),
+            }
+        }
+        println!();
+    }
+    println!("report written to {} ({:.0} s)", a.out.display(), r.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ablate_cmd(a: AblateArgs) -> anyhow::Result<ExitCode> {
+    let (base, data, plan) = study_setup(&a.study)?;
+    let base = train::TrainConfig { depth: a.depth, width: Some(a.width), ..base };
+    base.arch(&data).validate()?;
+    crate::arch::Arch { gate: crate::arch::GateMode::Fixed, fixed_gate: a.fixed_gate, ..base.arch(&data) }.validate()?;
+    let variants = sweep::gate_ablation(&base, a.fixed_gate);
+    let stop = stop_flag()?;
+    let t = std::time::Instant::now();
+    let bars = StudyBars::new(variants.len());
+    let runs = sweep::run_study(&variants, &plan, &data, &stop, &bars)?;
+    bars.overall.finish_and_clear();
+    let report = Report::Ablation(AblationReport { dataset: data.kind.name().into(), epochs: base.epochs, depth: a.depth, runs, seconds: t.elapsed().as_secs_f64() });
+    write_json(&a.out, &report)?;
+    if a.study.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Report::Ablation(r) = &report else { unreachable!() };
+    println!("gate ablation, depth {}, {} epochs each ({}):", r.depth, r.epochs, r.dataset);
+    print_runs(&r.runs);
+    println!("report written to {} ({:.0} s)", a.out.display(), r.seconds);
+    Ok(ExitCode::SUCCESS)
 }

@@ -55,7 +55,7 @@ pub fn lesion_all(model: &Model, source: &str, dataset: &str, train: &Tensors, t
     let total = (chunks(train) + chunks(test)) as usize * (layers.len() + 1);
     let mut done = 0;
     let depth = model.arch.depth;
-    let replay = (model.arch.family == Family::Highway).then(|| tch::no_grad(|| fast::Replay::new(model)));
+    let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
     let mut tally = |t: &Tensors| {
         let mut tally = Tally::new(layers.len() + 1);
         tally.n = t.x.size()[0] as usize;

@@ -16,6 +16,7 @@ pub mod probe;
 pub mod record;
 pub mod report;
 pub mod snapshot;
+pub mod sweep;
 pub mod stream;
 pub mod train;
 pub mod view;

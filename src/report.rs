@@ -102,3 +102,20 @@ pub struct AblationReport {
     pub runs: Vec<RunResult>,
     pub seconds: f64,
 }
+
+/// Any report, as written to a file: tagged with its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Report {
+    Lesion(LesionReport),
+    Sweep(SweepReport),
+    Ablation(AblationReport),
+}
+
+impl Report {
+    /// Reads a report file, naming the file and the problem on failure.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Report> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a gatescope report (lesion, sweep or ablation JSON): {e}", path.display()))
+    }
+}

@@ -15,6 +15,8 @@ fn arch(family: Family, depth: usize, width: usize) -> Arch {
         activation: Activation::Tanh,
         gate_bias: -2.0,
         residual_block_layers: 2,
+        gate: gatescope::arch::GateMode::Adaptive,
+        fixed_gate: 0.5,
     }
 }
 

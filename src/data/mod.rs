@@ -84,6 +84,23 @@ impl Dataset {
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
     }
+
+    /// Keeps the first `train` training and `test` test examples (quick runs and tests).
+    pub fn truncated(mut self, train: Option<usize>, test: Option<usize>) -> Self {
+        let dim = self.input_dim();
+        let cut = |s: &mut Split, n: Option<usize>| {
+            if let Some(n) = n.filter(|&n| n < s.len()) {
+                s.images.truncate(n * dim);
+                s.labels.truncate(n);
+                if let Some(c) = &mut s.coarse_labels {
+                    c.truncate(n);
+                }
+            }
+        };
+        cut(&mut self.train, train);
+        cut(&mut self.test, test);
+        self
+    }
 }
 
 /// Loads a dataset. MNIST without `dir` is the copy embedded in the binary (assets/mnist).

@@ -18,7 +18,7 @@ pub mod file;
 
 use tch::{Kind, Tensor};
 
-pub use crate::arch::{Activation, Arch, Family, ParamSpec};
+pub use crate::arch::{Activation, Arch, Family, GateMode, ParamSpec};
 
 /// `act(x)` for an activation.
 pub fn activate(a: Activation, x: &Tensor) -> Tensor {
@@ -116,7 +116,7 @@ impl Model {
 
     /// The transform-gate biases, [depth − 1, width] (highway only).
     pub fn gate_biases(&self) -> Option<Tensor> {
-        if self.arch.family != Family::Highway || self.arch.depth < 2 {
+        if self.arch.family != Family::Highway || self.arch.gate == GateMode::Fixed || self.arch.depth < 2 {
             return None;
         }
         let rows: Vec<Tensor> = self
@@ -151,10 +151,15 @@ impl Model {
                         h
                     } else {
                         let hh = activate(act, &lin("block")); // [batch, width]
-                        let t = lin("gate").sigmoid(); // [batch, width]
+                        let t = match self.arch.gate {
+                            GateMode::Adaptive => lin("gate").sigmoid(), // [batch, width]
+                            // [1, width], broadcast over the batch
+                            GateMode::Learned => p(format!("layers.{l}.gate.bias")).sigmoid().unsqueeze(0),
+                            GateMode::Fixed => Tensor::full([1, self.arch.width as i64], self.arch.fixed_gate as f64, (Kind::Float, h.device())),
+                        };
                         let y = &hh * &t + &h * (1.0 - &t);
                         if opts.trace {
-                            gates.push(t);
+                            gates.push(t.expand_as(&h).contiguous());
                         }
                         y
                     }
@@ -182,7 +187,7 @@ impl Model {
     /// The forward pass over the model's own parameters; the highway family runs the fused
     /// fast kernel (`fast::forward`), the same code the trainer's fast path runs.
     pub fn forward(&self, x: &Tensor, opts: ForwardOpts) -> Forward {
-        if self.arch.family == Family::Highway {
+        if self.arch.adaptive_highway() {
             let (fwd, _) = fast::forward(self, x, opts, false);
             fwd
         } else {

@@ -43,6 +43,15 @@ pub struct TrainConfig {
     /// Initial transform-gate bias b_T (highway); negative biases the net towards carrying
     #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
     pub gate_bias: f32,
+    /// How a highway layer's gate T is computed: adaptive (sigmoid(W_T x + b_T), the paper),
+    /// learned (sigmoid(b_T), one value per unit for every input) or fixed (--fixed-gate)
+    #[arg(long, value_enum, default_value = "adaptive")]
+    #[serde(default)]
+    pub gate: crate::arch::GateMode,
+    /// T of every unit with --gate fixed
+    #[arg(long, default_value_t = 0.5)]
+    #[serde(default = "half")]
+    pub fixed_gate: f32,
     /// Layers in a residual branch F (residual: y = x + F(x)), 1 or 2
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub residual_layers: u8,
@@ -114,6 +123,8 @@ impl TrainConfig {
             activation: self.activation,
             gate_bias: self.gate_bias,
             residual_block_layers: self.residual_layers as usize,
+            gate: self.gate,
+            fixed_gate: self.fixed_gate,
         }
     }
 
@@ -127,6 +138,10 @@ impl TrainConfig {
         anyhow::ensure!(self.max_steps != Some(0), "--max-steps must be at least 1");
         Ok(())
     }
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 /// Where a batch stands.
@@ -207,7 +222,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     let batches = n / cfg.batch_size;
     anyhow::ensure!(batches >= 1, "--batch-size {} is larger than the training set ({n})", cfg.batch_size);
     let total_steps = cfg.max_steps.map_or(batches * cfg.epochs, |m| m.min(batches * cfg.epochs));
-    let fast = arch.family == Family::Highway && !cfg.no_fast;
+    let fast = arch.adaptive_highway() && !cfg.no_fast;
 
     let mut stepper = Stepper::new(&model, cfg, fast);
     obs.on_start(cfg.epochs, batches, &model)?;
@@ -300,7 +315,7 @@ pub struct Stepper {
 impl Stepper {
     pub fn new(model: &Model, cfg: &TrainConfig, fast: bool) -> Self {
         let grad = model.flat.zeros_like();
-        let views = (fast && model.arch.family == Family::Highway).then(|| fast::Views::new(model, &grad));
+        let views = (fast && model.arch.adaptive_highway()).then(|| fast::Views::new(model, &grad));
         Stepper { opt: Sgd::new(&model.flat, &model.specs, cfg), grad, views }
     }
 

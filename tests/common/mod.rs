@@ -17,6 +17,8 @@ pub fn header(k: usize) -> Header {
         activation: Activation::Tanh,
         gate_bias: -2.0,
         residual_block_layers: 2,
+        gate: gatescope::arch::GateMode::Adaptive,
+        fixed_gate: 0.5,
     };
     let info = DatasetInfo { name: DatasetKind::Mnist, class_names: vec!["zero".into(), "one".into()], image_shape: [1, 2, 2] };
     Header {
