@@ -223,8 +223,11 @@ pub struct StudyArgs {
     #[arg(long, default_value_t = 0)]
     pub search: usize,
     /// Epochs of each search trial
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub search_epochs: usize,
+    /// Training examples of each search trial (the first N)
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub search_examples: usize,
     /// Runs at once; each gets cores / jobs libtorch threads [default: cores / 2]
     #[arg(long)]
     pub jobs: Option<usize>,

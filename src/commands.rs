@@ -384,9 +384,10 @@ fn study_setup(a: &StudyArgs) -> anyhow::Result<(train::TrainConfig, data::Datas
     };
     base.validate()?;
     anyhow::ensure!(a.search == 0 || a.search_epochs >= 1, "--search-epochs must be at least 1");
+    anyhow::ensure!(a.search == 0 || a.search_examples >= a.batch_size, "--search-examples must hold at least one batch ({})", a.batch_size);
     let data = data::load(a.dataset, a.data_dir.as_deref())?.truncated(a.train_examples, a.test_examples);
     anyhow::ensure!(data.train.len() >= a.batch_size, "--train-examples {} is smaller than a batch ({})", data.train.len(), a.batch_size);
-    Ok((base, data, sweep::Plan { search: a.search, search_epochs: a.search_epochs, jobs, seed: a.seed }))
+    Ok((base, data, sweep::Plan { search: a.search, search_epochs: a.search_epochs, search_examples: a.search_examples, jobs, seed: a.seed }))
 }
 
 /// indicatif bars for a study: one overall, one per run in progress.
@@ -433,7 +434,12 @@ impl StudyProgress for StudyBars {
             bar.finish_and_clear();
         }
         self.overall.inc(1);
-        let _ = self.multi.println(format!("{:<32} train loss {:.4}  test acc {:.4}  ({:.0} s){}", r.name, r.train.loss, r.test.accuracy, r.seconds, if r.diverged { "  diverged" } else { "" }));
+        let line = format!("{:<32} train loss {:.4}  test acc {:.4}  ({:.0} s){}", r.name, r.train.loss, r.test.accuracy, r.seconds, if r.diverged { "  diverged" } else { "" });
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
     }
 }
 

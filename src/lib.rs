@@ -8,6 +8,7 @@ pub mod bench;
 pub mod capture;
 pub mod card;
 pub mod cli;
+pub mod colormap;
 pub mod commands;
 pub mod data;
 pub mod lesion;

@@ -28,6 +28,8 @@ pub struct Plan {
     pub search: usize,
     /// Epochs of each search trial.
     pub search_epochs: usize,
+    /// Training examples of each search trial (the first N).
+    pub search_examples: usize,
     /// Runs at once.
     pub jobs: usize,
     /// Seed of the search.
@@ -159,14 +161,14 @@ pub fn sample_trial(base: &TrainConfig, rng_seed: u64) -> TrainConfig {
 
 /// Trains a variant: with a search, the trials' best configuration (lowest final training
 /// loss) is then trained with the full budget.
-fn run_variant(v: &Variant, plan: &Plan, index: usize, data: &Dataset, stop: &AtomicBool, progress: &dyn StudyProgress) -> anyhow::Result<RunResult> {
+fn run_variant(v: &Variant, plan: &Plan, index: usize, data: &Dataset, search_data: &Dataset, stop: &AtomicBool, progress: &dyn StudyProgress) -> anyhow::Result<RunResult> {
     let mut cfg = v.config.clone();
     if plan.search > 0 {
         let mut best: Option<(f64, TrainConfig)> = None;
         for trial in 0..plan.search {
             let mut c = sample_trial(&v.config, plan.seed ^ ((index as u64) << 32) ^ trial as u64);
             c.epochs = plan.search_epochs.max(1);
-            let r = run_one(&v.name, trial + 1, &c, data, stop, progress)?;
+            let r = run_one(&v.name, trial + 1, &c, search_data, stop, progress)?;
             let loss = if r.train.loss.is_finite() { r.train.loss } else { f64::INFINITY };
             if best.as_ref().is_none_or(|(b, _)| loss < *b) {
                 best = Some((loss, c));
@@ -189,6 +191,7 @@ fn run_variant(v: &Variant, plan: &Plan, index: usize, data: &Dataset, stop: &At
 pub fn run_study(variants: &[Variant], plan: &Plan, data: &Dataset, stop: &AtomicBool, progress: &dyn StudyProgress) -> anyhow::Result<Vec<RunResult>> {
     let jobs = plan.jobs.clamp(1, variants.len().max(1));
     let next = AtomicUsize::new(0);
+    let search_data = if plan.search > 0 { data.clone().truncated(Some(plan.search_examples), Some(2_000)) } else { data.clone().truncated(Some(0), Some(0)) };
     let results: Mutex<Vec<Option<anyhow::Result<RunResult>>>> = Mutex::new((0..variants.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..jobs {
@@ -197,7 +200,7 @@ pub fn run_study(variants: &[Variant], plan: &Plan, data: &Dataset, stop: &Atomi
                 if i >= variants.len() || stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let r = run_variant(&variants[i], plan, i, data, stop, progress);
+                let r = run_variant(&variants[i], plan, i, data, &search_data, stop, progress);
                 let failed = r.is_err();
                 results.lock().expect("results lock")[i] = Some(r);
                 if failed {
