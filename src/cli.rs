@@ -51,6 +51,12 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Gate ablation: adaptive T(x) against a learned per-unit T, a fixed T and a residual net
     Ablate(AblateArgs),
+    /// Draw one of the paper's figures as a PNG or SVG (fonts bundled)
+    ///
+    /// Figure 1: from a sweep or ablation report (JSON). Figure 2 and 3: from a recording
+    /// (a snapshot of it) or a model file (probed now). Figure 4: from a lesion report or a
+    /// model file (lesioned now).
+    Export(ExportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -276,4 +282,28 @@ pub struct AblateArgs {
     /// Where to write the JSON report
     #[arg(long, default_value = "runs/ablation.json")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// A recording (.gsrec), a model (.safetensors) or a report (.json) from lesion, sweep or ablate
+    pub path: PathBuf,
+    /// Which figure: 1 (depth sweep curves), 2 (gate maps), 3 (class deviations), 4 (lesions)
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub figure: u8,
+    /// The image to write: FILE.png or FILE.svg [default: figureN.png]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Figures 2 and 3 from a recording: the snapshot index (negative counts from the end)
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub snapshot: i64,
+    /// Figure 2: the probe sample whose T and block outputs are drawn
+    #[arg(long, default_value_t = 0)]
+    pub sample: usize,
+    /// Folder with the dataset's files, if a model was not trained on the bundled MNIST
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Intra-op threads for libtorch (probing and lesioning a model)
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }

@@ -10,7 +10,7 @@ use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::capture::{Both, Capture, Sinks};
-use crate::cli::{AblateArgs, BenchArgs, Cli, Command, EvalArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs};
+use crate::cli::{AblateArgs, BenchArgs, ExportArgs, Cli, Command, EvalArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs};
 use crate::report::{AblationReport, Report, RunResult, SweepReport};
 use crate::sweep::{self, StudyProgress};
 use crate::probe::{self, ProbeSet};
@@ -32,6 +32,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Lesion(a) => lesion_cmd(a),
         Command::Sweep(a) => sweep_cmd(a),
         Command::Ablate(a) => ablate_cmd(a),
+        Command::Export(a) => export_cmd(a),
     }
 }
 
@@ -512,5 +513,87 @@ fn ablate_cmd(a: AblateArgs) -> anyhow::Result<ExitCode> {
     println!("gate ablation, depth {}, {} epochs each ({}):", r.depth, r.epochs, r.dataset);
     print_runs(&r.runs);
     println!("report written to {} ({:.0} s)", a.out.display(), r.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a path given to `export` holds.
+enum Source {
+    Recording(record::Recording),
+    Report(Report),
+    Model,
+}
+
+fn source_kind(path: &std::path::Path) -> anyhow::Result<Source> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(record::MAGIC) {
+        return Ok(Source::Recording(record::read_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?));
+    }
+    if bytes.first() == Some(&b'{') {
+        return Ok(Source::Report(Report::read(path)?));
+    }
+    Ok(Source::Model)
+}
+
+/// Probes a model file now: a recording of one snapshot.
+fn probe_model(path: &std::path::Path, data_dir: Option<&std::path::Path>) -> anyhow::Result<record::Recording> {
+    let (model, card, data) = open_model(path, data_dir)?;
+    let probe = ProbeSet::new(&data, probe::ProbeSize::Count(10_000), 32);
+    let m = card.metrics.clone().unwrap_or_default();
+    let progress = probe::Progress { step: m.steps as u64, epoch: m.epochs_completed as f64, train_loss: m.train_loss, train_accuracy: m.train_accuracy, test_accuracy: None };
+    let snap = probe::snapshot(&model, &probe, progress, None);
+    Ok(record::Recording { header: probe.header(card, format!("model file {}", path.display())), snapshots: vec![snap], dropped: 0, torn_tail: None })
+}
+
+fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    use crate::export::{self, Figure};
+    tch::set_num_threads(a.threads.max(1) as i32);
+    let out = a.out.clone().unwrap_or_else(|| format!("figure{}.png", a.figure).into());
+    let name = a.path.display();
+    let source = source_kind(&a.path)?;
+    let report = match (a.figure, source) {
+        (1, Source::Report(r @ (Report::Sweep(_) | Report::Ablation(_)))) => r,
+        (1, _) => anyhow::bail!("{name}: figure 1 is drawn from a sweep or ablation report (gatescope sweep / ablate write one)"),
+        (4, Source::Report(r @ Report::Lesion(_))) => r,
+        (4, Source::Model) => {
+            let (model, card, data) = open_model(&a.path, a.data_dir.as_deref())?;
+            let (tr, te) = (Tensors::train(&data), Tensors::test(&data));
+            let bar = progress_bar(0, "lesioning");
+            let r = crate::lesion::lesion_all(&model, &name.to_string(), card.dataset.name.name(), &tr, &te, &mut |d, t| {
+                bar.set_length(t as u64);
+                bar.set_position(d as u64);
+            })?;
+            bar.finish_and_clear();
+            Report::Lesion(r)
+        }
+        (4, _) => anyhow::bail!("{name}: figure 4 is drawn from a model file or a lesion report (gatescope lesion --out)"),
+        (2 | 3, Source::Report(_)) => anyhow::bail!("{name}: figures 2 and 3 are drawn from a recording or a model file, not a report"),
+        (f, source) => {
+            let rec = match source {
+                Source::Recording(r) => r,
+                _ => probe_model(&a.path, a.data_dir.as_deref())?,
+            };
+            let n = rec.snapshots.len() as i64;
+            anyhow::ensure!(n > 0, "{name}: the recording has no snapshots");
+            let i = if a.snapshot < 0 { n + a.snapshot } else { a.snapshot };
+            anyhow::ensure!((0..n).contains(&i), "{name}: --snapshot {} is out of range (the recording has {n})", a.snapshot);
+            let snap = &rec.snapshots[i as usize];
+            let figure = if f == 2 {
+                anyhow::ensure!(a.sample < rec.header.num_samples().max(1), "{name}: --sample {} is out of range (the recording has {} probe samples)", a.sample, rec.header.num_samples());
+                Figure::Gates { header: &rec.header, snapshot: snap, sample: a.sample }
+            } else {
+                Figure::Classes { header: &rec.header, snapshot: snap }
+            };
+            export::save(&figure, &out)?;
+            println!("{}: figure {f} of {name} (snapshot {i}, step {})", out.display(), snap.step);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let figure = match &report {
+        Report::Sweep(r) => Figure::Sweep(r),
+        Report::Ablation(r) => Figure::Ablation(r),
+        Report::Lesion(r) => Figure::Lesion(r),
+    };
+    export::save(&figure, &out)?;
+    println!("{}: figure {} of {name}", out.display(), a.figure);
     Ok(ExitCode::SUCCESS)
 }

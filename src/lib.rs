@@ -11,6 +11,7 @@ pub mod cli;
 pub mod colormap;
 pub mod commands;
 pub mod data;
+pub mod export;
 pub mod lesion;
 pub mod model;
 pub mod probe;
