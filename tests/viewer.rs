@@ -1,6 +1,8 @@
 //! The viewer, rendered headless with egui_kittest: open the bundled recording, find widgets by
 //! their labels, move the timeline and the sample picker, and check what the views show.
 
+mod common;
+
 use eframe::egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
@@ -118,7 +120,12 @@ fn snapshot_images_of_figures_2_and_3() {
 
 /// Steps the harness (without waiting for it to settle) until `done` or 120 s pass.
 fn step_until(h: &mut Harness<'static, ViewerApp>, done: impl Fn(&ViewerApp) -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    step_until_within(h, 120, done)
+}
+
+/// `step_until` with a deadline of `secs` (for work that takes long in a debug build).
+fn step_until_within(h: &mut Harness<'static, ViewerApp>, secs: u64, done: impl Fn(&ViewerApp) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !done(h.state()) {
         assert!(std::time::Instant::now() < deadline, "timed out; status: {}", h.state().status);
         h.step();
@@ -160,4 +167,161 @@ fn the_training_panel_streams_a_run_into_the_view() {
     step_until(&mut h, |a| a.status.starts_with("training finished"));
     h.get_by_label("Start training");
     assert!(h.state().store.snapshots.last().unwrap().test_accuracy > 0.2);
+}
+
+fn write_recording(path: &std::path::Path, header: &gatescope::snapshot::Header, snaps: &[gatescope::snapshot::Snapshot]) {
+    use gatescope::snapshot::Message;
+    let mut w = gatescope::record::Writer::create(path, header).unwrap();
+    for s in snaps {
+        w.write(&Message::Snapshot(Box::new(s.clone()))).unwrap();
+    }
+}
+
+#[test]
+fn the_lesion_panel_lesions_a_layer_live_and_exports_figure_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = ViewerApp::new(Persisted::default());
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/default.safetensors");
+    app.queue(Command::Open(model));
+    let mut h = harness(app);
+    step_until(&mut h, |a| a.store.header.is_some() && a.example.is_some());
+    let before = h.state().store.snapshots[0].clone();
+    h.get_by_label("Figure 4: lesions").click();
+    h.run();
+    h.get_by_label("No layer lesioned.");
+    // pick layer 7 and lesion it: every map of the open model follows
+    h.state_mut().an.pick = 7;
+    h.get_by_label("Lesion this layer").click();
+    step_until(&mut h, |a| a.an.lesioned == Some(7) && a.example.is_some());
+    h.get_by_label("layer 7 lesioned");
+    let after = h.state().store.snapshots[0].clone();
+    let w = 50;
+    assert!(after.mean_gate.data[6 * w..7 * w].iter().all(|&t| t == 0.0), "layer 7 (row 6) has its gates closed");
+    assert!(before.mean_gate.data[6 * w..7 * w].iter().any(|&t| t > 0.01));
+    assert_eq!(after.mean_gate.data[..6 * w], before.mean_gate.data[..6 * w], "layers before 7 are untouched");
+    assert!(after.test_accuracy < before.test_accuracy, "lesioning layer 7 costs accuracy ({} vs {})", after.test_accuracy, before.test_accuracy);
+    h.get_by_label("Figure 2: gates per layer").click();
+    h.run();
+    let uploads = h.state().uploads();
+    h.get_by_label("Figure 4: lesions").click();
+    h.run();
+    h.get_by_label("Clear lesion").click();
+    step_until(&mut h, |a| a.an.lesioned.is_none() && a.status == "no layer lesioned");
+    assert_eq!(h.state().store.snapshots[0].mean_gate, before.mean_gate);
+    h.get_by_label("Figure 2: gates per layer").click();
+    h.run();
+    assert!(h.state().uploads() > uploads, "the heatmaps were redrawn after the lesion changed");
+
+    // every layer in turn: the bar chart of Figure 4, then its export
+    h.get_by_label("Figure 4: lesions").click();
+    h.run();
+    h.get_by_label("Lesion every layer (train and test sets)").click();
+    // 49 layers on 70,000 examples: seconds in release, about a minute in the test profile
+    step_until_within(&mut h, 900, |a| a.an.lesions.is_some());
+    let r = h.state().an.lesions.clone().unwrap();
+    assert_eq!(r.layers.len(), 49);
+    assert_eq!(r.train_examples, 60_000);
+    let worst = r.worst().unwrap();
+    assert!(worst.layer < 15 && worst.train.error() > 2.0 * r.baseline_train.error(), "an early layer matters most: {worst:?}");
+    h.get_by_label_contains("Click a bar to lesion that layer");
+    let png = dir.path().join("f4.png");
+    h.state_mut().queue(Command::Export(Some(png.clone())));
+    h.run();
+    assert!(h.state().status.starts_with("exported figure 4"), "{}", h.state().status);
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), gatescope::export::Figure::Lesion(&r).size());
+}
+
+#[test]
+fn reports_open_in_the_viewer_as_a_table() {
+    use gatescope::report::{AblationReport, Report, RunResult, Score};
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, loss: f64| RunResult {
+        name: name.into(), family: "highway".into(), depth: 50, width: 50, params: 1000, lr: 0.1, momentum: 0.9,
+        weight_decay: 5e-4, gate_bias: -2.0, epoch_train_loss: vec![1.0, loss], train: Score { loss, accuracy: 0.9 },
+        test: Score { loss: loss * 2.0, accuracy: 0.875 }, seconds: 3.0, trials: 1, diverged: false,
+    };
+    let report = Report::Ablation(AblationReport { dataset: "mnist".into(), epochs: 2, depth: 50, runs: vec![run("highway, adaptive T(x)", 0.125), run("residual", 0.25)], seconds: 6.0 });
+    let path = dir.path().join("ablation.json");
+    std::fs::write(&path, serde_json::to_string(&report).unwrap()).unwrap();
+    let mut app = app_with_default_recording();
+    app.queue(Command::Open(path));
+    let mut h = harness(app);
+    step_until(&mut h, |a| a.an.report.is_some());
+    h.run();
+    assert_eq!(h.state().tab, gatescope::view::app::Tab::Studies);
+    h.get_by_label_contains("Gate ablation on mnist: depth 50");
+    assert!(h.query_all_by_label("highway, adaptive T(x)").count() >= 1);
+    assert!(h.query_all_by_label("residual").count() >= 1);
+    h.get_by_label("0.1250");
+    assert_eq!(h.query_all_by_label("0.8750").count(), 2, "test accuracy of both runs");
+    let svg = dir.path().join("ablation.svg");
+    h.state_mut().queue(Command::Export(Some(svg.clone())));
+    h.run();
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("Gate ablation"), "{}", h.state().status);
+    // the figure-2 recording is still open beside the report
+    assert!(h.state().store.snapshots.len() >= 30);
+}
+
+#[test]
+fn two_recordings_side_by_side_and_their_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = gatescope::record::open(&gatescope::commands::default_recording()).unwrap();
+    let mut snaps = rec.snapshots.clone();
+    for s in &mut snaps {
+        s.mean_gate.data[0] += 0.5; // mean T is stored exactly (f32)
+    }
+    let other = dir.path().join("other.gsrec");
+    write_recording(&other, &rec.header, &snaps);
+    let small = dir.path().join("small.gsrec");
+    write_recording(&small, &common::header(4), &[common::snapshot(1, 4)]);
+
+    let mut h = harness(app_with_default_recording());
+    h.run();
+    h.get_by_label("Compare runs").click();
+    h.run();
+    h.get_by_label_contains("Open a second recording (B)");
+    h.state_mut().an.other_path = other.display().to_string();
+    h.get_by_label("Open B").click();
+    step_until(&mut h, |a| a.an.other.is_some());
+    h.run();
+    h.get_by_label_contains("A: default.gsrec (step");
+    h.get_by_label_contains("B: other.gsrec (step");
+    h.get_by_label("largest |A - B|: 0.5000");
+    // another map: the gate biases are the same in both
+    h.state_mut().an.quantity = gatescope::view::app::Quantity::GateBias;
+    h.run();
+    h.get_by_label("largest |A - B|: 0.0000");
+    // a run of another shape: side by side, but no difference
+    h.state_mut().an.quantity = gatescope::view::app::Quantity::MeanGate;
+    h.state_mut().queue(Command::OpenOther(small));
+    step_until(&mut h, |a| a.an.other.as_ref().is_some_and(|o| o.snapshots.len() == 1));
+    h.run();
+    h.get_by_label_contains("The maps differ in shape (A: 49 x 50, B: 3 x 3)");
+    // a broken file: one error, the comparison stays
+    h.state_mut().queue(Command::OpenOther(dir.path().join("missing.gsrec")));
+    step_until(&mut h, |a| a.error.is_some());
+    h.get_by_label_contains("could not open");
+    assert!(h.state().an.other.is_some());
+}
+
+#[test]
+fn figure_2_exports_from_the_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_with_default_recording());
+    h.run();
+    let png = dir.path().join("f2.png");
+    h.state_mut().queue(Command::Export(Some(png.clone())));
+    h.run();
+    assert!(h.state().status.starts_with("exported figure 2"), "{}", h.state().status);
+    let img = image::open(&png).unwrap();
+    let app = h.state();
+    let fig = gatescope::export::Figure::Gates { header: app.store.header.as_ref().unwrap(), snapshot: app.store.snapshots.last().unwrap(), sample: 0 };
+    assert_eq!((img.width(), img.height()), fig.size());
+    // a view without a paper figure says so
+    h.get_by_label("Layer inspector").click();
+    h.run();
+    h.state_mut().queue(Command::Export(Some(dir.path().join("x.png"))));
+    h.run();
+    h.get_by_label_contains("this view has no paper figure");
 }

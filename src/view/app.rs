@@ -2,6 +2,8 @@
 //! after drawing. Data arrives from a file, a listener socket, a model session or an
 //! in-process trainer, all drained once per frame.
 
+mod analysis;
+
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
@@ -11,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::colormap::Scale;
 use super::heatmap::{Grid, Heatmap};
 use super::store::Store;
-use super::worker::{self, ModelSession, Opened, SampleTrace, TrainerHandle};
+use super::worker::{self, ModelSession, Opened, Reply, Request, SampleTrace, TrainerHandle};
+pub use analysis::{Analysis, Quantity};
+use crate::report::Report;
 use crate::capture::Cadence;
 use crate::model::Family;
 use crate::snapshot::{Array, Snapshot};
@@ -25,6 +29,12 @@ pub enum Tab {
     Figure2,
     Figure3,
     Layers,
+    /// Figure 4: lesions.
+    Lesion,
+    /// Sweep (Figure 1) and ablation reports.
+    Studies,
+    /// Two recordings side by side.
+    Compare,
 }
 
 /// What the viewer remembers between runs (eframe persistence).
@@ -52,6 +62,15 @@ pub enum Command {
     StartTraining,
     StopTraining,
     TraceExample(usize),
+    /// Close all gates of a layer of the open model (None: reopen them) and probe again.
+    Lesion(Option<usize>),
+    /// Lesion every layer of the open model in turn (Figure 4).
+    LesionAll,
+    /// Open a second recording to compare with.
+    OpenOther(PathBuf),
+    PickOther,
+    /// Export the current view's figure (None: ask where with a file dialog).
+    Export(Option<PathBuf>),
 }
 
 /// The training panel's form.
@@ -98,6 +117,9 @@ pub struct ViewerApp {
     pending: Vec<Command>,
     /// The picked sample's image, kept while the pick does not change.
     sample_texture: Option<((u64, usize, usize), egui::TextureHandle)>,
+    /// Lesions, reports, comparison.
+    pub an: Analysis,
+    compare_maps: [Heatmap; 3],
 }
 
 impl ViewerApp {
@@ -127,6 +149,8 @@ impl ViewerApp {
             form: TrainForm::default(),
             pending: Vec::new(),
             sample_texture: None,
+            an: Analysis::default(),
+            compare_maps: Default::default(),
         }
     }
 
@@ -150,7 +174,10 @@ impl ViewerApp {
 
     /// Texture uploads of the Figure-2 heatmaps so far.
     pub fn uploads(&self) -> usize {
-        self.heatmaps.iter().map(|h| h.uploads).sum::<usize>() + self.class_maps.iter().map(|h| h.uploads).sum::<usize>() + self.big_map.uploads
+        self.heatmaps.iter().map(|h| h.uploads).sum::<usize>()
+            + self.class_maps.iter().map(|h| h.uploads).sum::<usize>()
+            + self.big_map.uploads
+            + self.compare_maps.iter().map(|h| h.uploads).sum::<usize>()
     }
 
     fn set_store(&mut self, store: Store) {
@@ -194,6 +221,7 @@ impl ViewerApp {
                 match result {
                     Ok(Opened::Recording(rec)) => {
                         self.session = None;
+                        (self.an.lesioned, self.an.lesions) = (None, None);
                         self.status = format!("opened {}", path.display());
                         self.set_store(Store::from_recording(rec, path.display().to_string()));
                         self.remember(path);
@@ -201,23 +229,65 @@ impl ViewerApp {
                     Ok(Opened::Model(rec, session)) => {
                         self.status = format!("opened model {} (probed on {} examples)", path.display(), rec.header.probe_size);
                         self.set_store(Store::from_recording(rec, path.display().to_string()));
-                        session.request(0);
+                        session.request(Request::Trace(0));
                         self.session = Some(session);
+                        (self.an.lesioned, self.an.lesions) = (None, None);
+                        self.remember(path);
+                    }
+                    Ok(Opened::Report(report)) => {
+                        self.status = format!("opened report {}", path.display());
+                        match report {
+                            Report::Lesion(r) => {
+                                self.an.lesions = Some(r);
+                                self.tab = Tab::Lesion;
+                            }
+                            r => {
+                                self.an.report = Some(r);
+                                self.tab = Tab::Studies;
+                            }
+                        }
                         self.remember(path);
                     }
                     Err(e) => self.error = Some(format!("could not open {}: {e:#}", path.display())),
                 }
             }
         }
-        if let Some(s) = &self.session {
-            while let Ok(r) = s.results.try_recv() {
-                changed = true;
-                match r {
-                    Ok(t) => self.example = Some(t),
-                    Err(e) => self.error = Some(format!("{e:#}")),
+        let replies: Vec<_> = self.session.as_ref().map(|s| s.results.try_iter().collect()).unwrap_or_default();
+        for r in replies {
+            changed = true;
+            match r {
+                Ok(Reply::Trace(t)) => self.example = Some(t),
+                Ok(Reply::Probed { recording, lesion }) => {
+                    let (source, example) = (self.store.source.clone(), self.example.as_ref().map(|e| e.index));
+                    self.set_store(Store::from_recording(recording, source));
+                    self.an.lesioned = lesion;
+                    self.an.waiting = false;
+                    self.status = match lesion {
+                        Some(l) => format!("layer {l} lesioned: test accuracy {:.4}", self.store.snapshots.last().map_or(f64::NAN, |s| s.test_accuracy)),
+                        None => "no layer lesioned".into(),
+                    };
+                    if let (Some(i), Some(s)) = (example, &self.session) {
+                        s.request(Request::Trace(i));
+                    }
+                }
+                Ok(Reply::Lesions(r)) => {
+                    self.status = format!("lesioned {} layers in {:.1} s", r.layers.len(), r.seconds);
+                    self.an.lesions = Some(r);
+                    self.an.lesion_progress = None;
+                    self.an.waiting = false;
+                }
+                Ok(Reply::Progress(d, t)) => self.an.lesion_progress = Some((d, t)),
+                Err(e) => {
+                    self.error = Some(format!("{e:#}"));
+                    self.an.lesion_progress = None;
+                    self.an.waiting = false;
                 }
             }
         }
+        if self.an.waiting {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+        changed |= self.poll_analysis();
         let mut events = Vec::new();
         if let Some(l) = &self.listener {
             while let Ok(e) = l.events.try_recv() {
@@ -274,7 +344,7 @@ impl ViewerApp {
                     self.loading = Some(worker::open(path, move || ctx2.request_repaint()));
                 }
                 Command::PickFile => {
-                    if let Some(p) = rfd::FileDialog::new().add_filter("gatescope", &["gsrec", "safetensors"]).pick_file() {
+                    if let Some(p) = rfd::FileDialog::new().add_filter("gatescope", &["gsrec", "safetensors", "json"]).pick_file() {
                         self.pending.push(Command::Open(p));
                         return self.run_commands(ctx);
                     }
@@ -305,8 +375,11 @@ impl ViewerApp {
                 }
                 Command::TraceExample(i) => {
                     if let Some(s) = &self.session {
-                        s.request(i);
+                        s.request(Request::Trace(i));
                     }
+                }
+                other => {
+                    let _ = self.run_analysis(other, ctx);
                 }
             }
         }
@@ -344,17 +417,24 @@ impl ViewerApp {
                     }
                 });
             }
-            if self.store.header.is_none() {
-                ui.heading("Open a recording or a model (File > Open, or drop it here), or listen for a trainer.");
+            let needs_run = matches!(self.tab, Tab::Figure2 | Tab::Figure3 | Tab::Layers | Tab::Compare);
+            if self.store.header.is_none() && needs_run {
+                ui.heading("Open a recording, a model or a report (File > Open, or drop it here), or listen for a trainer.");
                 return;
             }
             egui::ScrollArea::both().show(ui, |ui| match self.tab {
                 Tab::Figure2 => self.figure2(ui),
                 Tab::Figure3 => self.figure3(ui),
                 Tab::Layers => self.layers(ui),
+                Tab::Lesion => self.lesion_view(ui),
+                Tab::Studies => self.studies_view(ui),
+                Tab::Compare => self.compare_view(ui),
             });
         });
-        self.run_commands(&ctx);
+        if !self.pending.is_empty() {
+            self.run_commands(&ctx);
+            ctx.request_repaint(); // show what the commands did (status, errors) at once
+        }
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui) {
@@ -377,6 +457,16 @@ impl ViewerApp {
             ui.selectable_value(&mut self.tab, Tab::Figure2, "Figure 2: gates per layer");
             ui.selectable_value(&mut self.tab, Tab::Figure3, "Figure 3: classes");
             ui.selectable_value(&mut self.tab, Tab::Layers, "Layer inspector");
+            ui.selectable_value(&mut self.tab, Tab::Lesion, "Figure 4: lesions");
+            ui.selectable_value(&mut self.tab, Tab::Studies, "Sweep / ablation");
+            ui.selectable_value(&mut self.tab, Tab::Compare, "Compare runs");
+            ui.separator();
+            if ui.button("Export figure...").clicked() {
+                self.pending.push(Command::Export(None));
+            }
+            if let Some(l) = self.an.lesioned {
+                ui.colored_label(egui::Color32::from_rgb(214, 96, 77), format!("layer {l} lesioned"));
+            }
             ui.separator();
             // the file name only (the full path on hover), so the bar reads the same anywhere
             let short = self.store.source.rsplit('/').next().unwrap_or_default();

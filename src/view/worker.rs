@@ -13,13 +13,16 @@ use crate::model::{images_tensor, ForwardOpts, Model};
 use crate::probe::{self, to_array, ProbeSet, ProbeSize, Progress};
 use crate::record::{self, Recording};
 use crate::snapshot::Array;
+use crate::report::{LesionReport, Report};
 use crate::stream::Queue;
 use crate::train::{self, TrainConfig};
 
-/// A file opened: a recording, or a model with the session that can probe any sample.
+/// A file opened: a recording, a model with the session that can probe any sample, or an
+/// analysis report (lesion, sweep, ablation JSON).
 pub enum Opened {
     Recording(Recording),
     Model(Recording, ModelSession),
+    Report(Report),
 }
 
 /// Opens `path` on a worker thread; `wake` asks the UI to repaint when done.
@@ -42,6 +45,9 @@ fn open_now(path: &Path) -> anyhow::Result<Opened> {
         if n >= 8 && &head == record::MAGIC {
             return Ok(Opened::Recording(record::open(path)?));
         }
+        if n >= 1 && head[0] == b'{' {
+            return Ok(Opened::Report(Report::read(path)?));
+        }
     }
     let (rec, session) = ModelSession::start(path)?;
     Ok(Opened::Model(rec, session))
@@ -59,63 +65,140 @@ pub struct SampleTrace {
     pub image: Vec<u8>,
 }
 
-/// A model kept on a worker thread, answering "trace training example i".
+/// What the viewer asks of an open model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Request {
+    /// Trace training example i (with the current lesion, if any).
+    Trace(usize),
+    /// Close all gates of one layer (or none) and probe again.
+    Lesion(Option<usize>),
+    /// Lesion every layer in turn on the full training and test sets (Figure 4).
+    LesionAll,
+}
+
+/// What an open model answers.
+pub enum Reply {
+    Trace(SampleTrace),
+    /// A fresh probe of the model with `lesion` applied.
+    Probed { recording: Recording, lesion: Option<usize> },
+    Lesions(LesionReport),
+    /// Progress of `LesionAll`: (done, total).
+    Progress(usize, usize),
+}
+
+/// A model kept on a worker thread, answering the viewer's [`Request`]s.
 pub struct ModelSession {
-    requests: mpsc::Sender<usize>,
-    pub results: mpsc::Receiver<anyhow::Result<SampleTrace>>,
+    requests: mpsc::Sender<Request>,
+    pub results: mpsc::Receiver<anyhow::Result<Reply>>,
     pub train_len: usize,
+    /// Layers a lesion can close (empty for plain nets).
+    pub lesionable: Vec<usize>,
+}
+
+/// Everything the session thread owns.
+struct Served {
+    model: Model,
+    data: Dataset,
+    probe: ProbeSet,
+    card: crate::card::ModelCard,
+    source: String,
+    lesion: Option<usize>,
+}
+
+impl Served {
+    fn progress(&self) -> Progress {
+        let m = self.card.metrics.clone().unwrap_or_default();
+        Progress { step: m.steps as u64, epoch: m.epochs_completed as f64, train_loss: m.train_loss, train_accuracy: m.train_accuracy, test_accuracy: None }
+    }
+
+    fn probe(&self) -> Recording {
+        let snap = probe::snapshot(&self.model, &self.probe, self.progress(), self.lesion);
+        let mut header = self.probe.header(self.card.clone(), self.source.clone());
+        if let Some(l) = self.lesion {
+            header.source = format!("{} with layer {l} lesioned", self.source);
+        }
+        Recording { header, snapshots: vec![snap], dropped: 0, torn_tail: None }
+    }
+
+    fn trace(&self, index: usize) -> anyhow::Result<SampleTrace> {
+        let (model, data) = (&self.model, &self.data);
+        anyhow::ensure!(index < data.train.len(), "training example {index} does not exist (0..{})", data.train.len());
+        let dim = data.input_dim();
+        let image = data.train.images[index * dim..(index + 1) * dim].to_vec();
+        let fwd = tch::no_grad(|| model.forward(&images_tensor(&image, dim), ForwardOpts { trace: true, lesion: self.lesion }));
+        let squeeze = |ts: &[tch::Tensor]| if ts.is_empty() { Array::zeros(vec![0, model.arch.width]) } else { to_array(&tch::Tensor::cat(ts, 0)) };
+        Ok(SampleTrace {
+            index,
+            label: data.train.labels[index] as u32,
+            prediction: i64::try_from(fwd.logits.argmax(-1, false).get(0)).unwrap_or(-1) as u32,
+            gates: squeeze(&fwd.gates),
+            blocks: squeeze(&fwd.blocks),
+            image,
+        })
+    }
 }
 
 impl ModelSession {
     fn start(path: &Path) -> anyhow::Result<(Recording, ModelSession)> {
         let (model, card, data) = open_model(path, None)?;
         let probe = ProbeSet::new(&data, ProbeSize::Count(10_000), 32);
-        let m = card.metrics.clone().unwrap_or_default();
-        let progress = Progress { step: m.steps as u64, epoch: m.epochs_completed as f64, train_loss: m.train_loss, train_accuracy: m.train_accuracy, test_accuracy: None };
-        let snap = probe::snapshot(&model, &probe, progress, None);
-        let header = probe.header(card, format!("model file {}", path.display()));
-        let rec = Recording { header, snapshots: vec![snap], dropped: 0, torn_tail: None };
-        let (req_tx, req_rx) = mpsc::channel::<usize>();
+        let lesionable = crate::lesion::lesionable_layers(&model).unwrap_or_default();
+        let served = Served { model, data, probe, card, source: format!("model file {}", path.display()), lesion: None };
+        let rec = served.probe();
+        let (req_tx, req_rx) = mpsc::channel::<Request>();
         let (res_tx, res_rx) = mpsc::channel();
-        let train_len = data.train.len();
-        std::thread::spawn(move || serve(model, data, req_rx, res_tx));
-        Ok((rec, ModelSession { requests: req_tx, results: res_rx, train_len }))
+        let train_len = served.data.train.len();
+        std::thread::spawn(move || serve(served, req_rx, res_tx));
+        Ok((rec, ModelSession { requests: req_tx, results: res_rx, train_len, lesionable }))
     }
 
-    pub fn request(&self, index: usize) {
-        let _ = self.requests.send(index);
+    pub fn request(&self, r: Request) {
+        let _ = self.requests.send(r);
     }
 }
 
-fn serve(model: Model, data: Dataset, requests: mpsc::Receiver<usize>, results: mpsc::Sender<anyhow::Result<SampleTrace>>) {
-    let dim = data.input_dim();
-    while let Ok(mut index) = requests.recv() {
+fn serve(mut s: Served, requests: mpsc::Receiver<Request>, results: mpsc::Sender<anyhow::Result<Reply>>) {
+    while let Ok(mut req) = requests.recv() {
+        // Only the latest of a run of traces (or of lesion picks) matters.
         while let Ok(newer) = requests.try_recv() {
-            index = newer; // only the latest pick matters
-        }
-        let r = if index >= data.train.len() {
-            Err(anyhow::anyhow!("training example {index} does not exist (0..{})", data.train.len()))
-        } else {
-            let image = data.train.images[index * dim..(index + 1) * dim].to_vec();
-            let fwd = tch::no_grad(|| model.forward(&images_tensor(&image, dim), ForwardOpts { trace: true, lesion: None }));
-            let squeeze = |ts: &[tch::Tensor]| {
-                if ts.is_empty() {
-                    Array::zeros(vec![0, model.arch.width])
-                } else {
-                    to_array(&tch::Tensor::cat(ts, 0))
+            let same_kind = matches!((req, newer), (Request::Trace(_), Request::Trace(_)) | (Request::Lesion(_), Request::Lesion(_)));
+            if !same_kind {
+                let r = answer(&mut s, req, &results);
+                if results.send(r).is_err() {
+                    return;
                 }
-            };
-            Ok(SampleTrace {
-                index,
-                label: data.train.labels[index] as u32,
-                prediction: i64::try_from(fwd.logits.argmax(-1, false).get(0)).unwrap_or(-1) as u32,
-                gates: squeeze(&fwd.gates),
-                blocks: squeeze(&fwd.blocks),
-                image,
-            })
-        };
+            }
+            req = newer;
+        }
+        let r = answer(&mut s, req, &results);
         if results.send(r).is_err() {
             return;
+        }
+    }
+}
+
+fn answer(s: &mut Served, req: Request, results: &mpsc::Sender<anyhow::Result<Reply>>) -> anyhow::Result<Reply> {
+    match req {
+        Request::Trace(i) => s.trace(i).map(Reply::Trace),
+        Request::Lesion(l) => {
+            if let Some(layer) = l {
+                let ok = crate::lesion::lesionable_layers(&s.model)?;
+                anyhow::ensure!(ok.contains(&layer), "layer {layer} cannot be lesioned (layers {}..{})", ok.first().unwrap_or(&0), ok.last().unwrap_or(&0));
+            }
+            s.lesion = l;
+            Ok(Reply::Probed { recording: s.probe(), lesion: l })
+        }
+        Request::LesionAll => {
+            let (tr, te) = (crate::train::Tensors::train(&s.data), crate::train::Tensors::test(&s.data));
+            let name = s.card.dataset.name.name();
+            let mut last = std::time::Instant::now();
+            let r = crate::lesion::lesion_all(&s.model, &s.source, name, &tr, &te, &mut |d, t| {
+                if last.elapsed().as_millis() > 200 {
+                    last = std::time::Instant::now();
+                    let _ = results.send(Ok(Reply::Progress(d, t)));
+                }
+            })?;
+            Ok(Reply::Lesions(r))
         }
     }
 }
