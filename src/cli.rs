@@ -61,7 +61,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ViewArgs {
-    /// A recording or a model file [default: the bundled recordings/default.gsrec]
+    /// A recording, a model (gatescope or a PyTorch import spec) or a report [default: the bundled recordings/default.gsrec]
     pub path: Option<PathBuf>,
     /// Accept trainers (`gatescope train --connect`) on ADDR (loopback unless you say otherwise)
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::stream::DEFAULT_ADDR)]
@@ -104,7 +104,7 @@ pub struct CaptureArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Model file written by `gatescope train`
+    /// Model: a file written by `gatescope train`, or a PyTorch import spec (docs/pytorch-import.md)
     pub model: PathBuf,
     /// Folder with the dataset's files, if the model was not trained on the bundled MNIST
     #[arg(long)]
@@ -119,7 +119,7 @@ pub struct EvalArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
-    /// Model file written by `gatescope train`
+    /// Model: a file written by `gatescope train`, or a PyTorch import spec (docs/pytorch-import.md)
     pub model: PathBuf,
     /// Recording to write
     #[arg(long, default_value = "runs/probe.gsrec")]
@@ -178,7 +178,7 @@ pub struct BenchArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct LesionArgs {
-    /// Model file (gatescope or imported PyTorch)
+    /// Model: a file written by `gatescope train`, or a PyTorch import spec (docs/pytorch-import.md)
     pub model: PathBuf,
     /// Folder with the dataset's files, if the model was not trained on the bundled MNIST
     #[arg(long)]

@@ -528,7 +528,7 @@ fn source_kind(path: &std::path::Path) -> anyhow::Result<Source> {
     if bytes.starts_with(record::MAGIC) {
         return Ok(Source::Recording(record::read_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?));
     }
-    if bytes.first() == Some(&b'{') {
+    if bytes.first() == Some(&b'{') && !crate::model::import::is_spec(&bytes) {
         return Ok(Source::Report(Report::read(path)?));
     }
     Ok(Source::Model)

@@ -37,9 +37,13 @@ pub fn save(model: &Model, card: &ModelCard, path: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Reads the card alone (cheap: only the header is parsed).
+/// Reads the card alone (cheap for gatescope files: only the header is parsed; an imported
+/// PyTorch model is loaded to check its weights against the spec).
 pub fn read_card(path: &Path) -> anyhow::Result<ModelCard> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+    if super::import::is_spec(&bytes) || (SafeTensors::read_metadata(&bytes).is_ok() && card_from_bytes(path, &bytes).is_err() && path.with_extension("json").is_file()) {
+        return load(path).map(|(_, c)| c);
+    }
     card_from_bytes(path, &bytes)
 }
 
@@ -67,10 +71,25 @@ fn card_from_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<ModelCard> {
     Ok(card)
 }
 
-/// Loads a model file: card, then weights, checked against each other.
+/// Loads a model: a gatescope model file (card, then weights, checked against each other), or
+/// a PyTorch import spec (JSON, `import`), or a PyTorch state_dict with its spec beside it
+/// (`NAME.json` for `NAME.safetensors`).
 pub fn load(path: &Path) -> anyhow::Result<(Model, ModelCard)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
-    let card = card_from_bytes(path, &bytes)?;
+    if super::import::is_spec(&bytes) {
+        return super::import::load(path);
+    }
+    let card = match card_from_bytes(path, &bytes) {
+        Ok(c) => c,
+        Err(e) if e.to_string().contains("without a gatescope model card") => {
+            let spec = path.with_extension("json");
+            if spec.is_file() {
+                return super::import::load(&spec);
+            }
+            bail!("{e}; if it is a PyTorch state_dict, write an import spec at {} (docs/pytorch-import.md)", spec.display());
+        }
+        Err(e) => return Err(e),
+    };
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: corrupt safetensors data ({e})", path.display()))?;
     let specs = card.arch.param_specs();

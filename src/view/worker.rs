@@ -46,7 +46,10 @@ fn open_now(path: &Path) -> anyhow::Result<Opened> {
             return Ok(Opened::Recording(record::open(path)?));
         }
         if n >= 1 && head[0] == b'{' {
-            return Ok(Opened::Report(Report::read(path)?));
+            let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if !crate::model::import::is_spec(&bytes) {
+                return Ok(Opened::Report(Report::read(path)?));
+            }
         }
     }
     let (rec, session) = ModelSession::start(path)?;
