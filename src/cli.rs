@@ -115,6 +115,9 @@ pub struct EvalArgs {
     /// Intra-op threads for libtorch
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Where to run: cpu, cuda (a GPU; an error without one) or auto
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::model::DeviceChoice,
 }
 
 #[derive(Debug, clap::Args)]
@@ -136,6 +139,9 @@ pub struct ProbeArgs {
     /// Intra-op threads for libtorch
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Where to run: cpu, cuda (a GPU; an error without one) or auto
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::model::DeviceChoice,
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,6 +198,9 @@ pub struct LesionArgs {
     /// Intra-op threads for libtorch
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Where to run: cpu, cuda (a GPU; an error without one) or auto
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::model::DeviceChoice,
 }
 
 /// The recipe every run of a study shares.

@@ -197,6 +197,7 @@ pub fn open_model(path: &std::path::Path, data_dir: Option<&std::path::Path>) ->
 fn eval_cmd(a: EvalArgs) -> anyhow::Result<ExitCode> {
     tch::set_num_threads(a.threads.max(1) as i32);
     let (model, _card, data) = open_model(&a.model, a.data_dir.as_deref())?;
+    let model = model.to_device(a.device.resolve()?);
     let (tr, te) = (Tensors::train(&data), Tensors::test(&data));
     let (train_loss, train_accuracy) = model.evaluate(&tr.x, &tr.y, ForwardOpts::default());
     let (test_loss, test_accuracy) = model.evaluate(&te.x, &te.y, ForwardOpts::default());
@@ -216,6 +217,7 @@ fn eval_cmd(a: EvalArgs) -> anyhow::Result<ExitCode> {
 fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     tch::set_num_threads(a.threads.max(1) as i32);
     let (model, card, data) = open_model(&a.model, a.data_dir.as_deref())?;
+    let model = model.to_device(a.device.resolve()?);
     let probe = ProbeSet::new(&data, a.probe, a.samples);
     let steps = card.metrics.as_ref().map_or(0, |m| m.steps);
     let epochs = card.metrics.as_ref().map_or(0.0, |m| m.epochs_completed as f64);
@@ -321,6 +323,7 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
 fn lesion_cmd(a: LesionArgs) -> anyhow::Result<ExitCode> {
     tch::set_num_threads(a.threads.max(1) as i32);
     let (model, card, data) = open_model(&a.model, a.data_dir.as_deref())?;
+    let model = model.to_device(a.device.resolve()?);
     crate::lesion::lesionable_layers(&model).with_context(|| format!("{}", a.model.display()))?;
     let (tr, te) = (Tensors::train(&data), Tensors::test(&data));
     let bar = progress_bar(0, "lesioning");

@@ -62,7 +62,8 @@ pub fn lesion_all(model: &Model, source: &str, dataset: &str, train: &Tensors, t
         tch::no_grad(|| {
             for start in (0..t.x.size()[0]).step_by(CHUNK as usize) {
                 let len = CHUNK.min(t.x.size()[0] - start);
-                let (x, y) = (t.x.narrow(0, start, len), t.y.narrow(0, start, len));
+                let dev = model.device();
+                let (x, y) = (t.x.narrow(0, start, len).to_device(dev), t.y.narrow(0, start, len).to_device(dev));
                 if let Some(replay) = &replay {
                     // inputs[l − 1] = the input of layer l, each [len, width]
                     let inputs = replay.layer_inputs(&x, depth);

@@ -114,7 +114,7 @@ impl ProbeSet {
 }
 
 pub(crate) fn to_array(t: &Tensor) -> Array {
-    let t = t.to_kind(Kind::Float).contiguous();
+    let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
     let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
     let n: usize = shape.iter().product();
     let mut data = vec![0f32; n];
@@ -141,7 +141,8 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let gated = arch.gated_layers().len() as i64;
         let opts = ForwardOpts { trace: true, lesion };
         let n = probe.len() as i64;
-        let f = (Kind::Float, tch::Device::Cpu);
+        let dev = model.device();
+        let f = (Kind::Float, dev);
         // Per layer, on [B, W] tensors that stay in cache (no [B, L, W] stacks): class sums
         // as one matmul with the one-hot labels; the overall sum is their sum over classes.
         let class_sum = Tensor::zeros([gated, c, w], f); // [L, C, W]
@@ -149,8 +150,8 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let change = Tensor::zeros([depth], f); // [depth]; row 0 unused
         for start in (0..n).step_by(CHUNK as usize) {
             let len = CHUNK.min(n - start);
-            let x = probe.x.narrow(0, start, len);
-            let onehot_t = probe.y.narrow(0, start, len).one_hot(c).to_kind(Kind::Float).tr(); // [C, B]
+            let x = probe.x.narrow(0, start, len).to_device(dev);
+            let onehot_t = probe.y.narrow(0, start, len).to_device(dev).one_hot(c).to_kind(Kind::Float).tr(); // [C, B]
             let fwd = model.forward(&x, opts);
             for (l, t) in fwd.gates.iter().enumerate() {
                 let _ = class_sum.get(l as i64).addmm_(&onehot_t, t);
@@ -161,7 +162,7 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
                 let _ = change.get(l as i64).g_add_(&d);
             }
         }
-        let counts = Tensor::zeros([c], f).index_add(0, &probe.y, &Tensor::ones([n], f)).clamp_min(1.0); // [C]
+        let counts = Tensor::zeros([c], f).index_add(0, &probe.y.to_device(dev), &Tensor::ones([n], f)).clamp_min(1.0); // [C]
         let mean_gate = class_sum.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / n as f64; // [L, W]
         let class_mean = (class_sum / counts.view([1, c, 1])).permute([1, 0, 2]).contiguous(); // [C, L, W]
         let open = to_array(&(&open / (n * w) as f64)).data;
@@ -180,7 +181,7 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
             })
             .collect();
 
-        let sf = model.forward(&probe.sample_x, opts);
+        let sf = model.forward(&probe.sample_x.to_device(dev), opts);
         let k = probe.sample_x.size()[0];
         let sample_gates = if gated > 0 { Tensor::stack(&sf.gates, 1) } else { Tensor::zeros([k, 0, w], f) };
         let preds = sf.logits.argmax(-1, false);

@@ -97,3 +97,32 @@ fn ctrl_c_stops_training_and_still_writes_a_usable_model() {
     let (back, _) = gatescope::model::file::load(&model).unwrap();
     assert_eq!(back.arch.depth, 6);
 }
+
+#[test]
+fn device_choice_cpu_auto_and_a_clear_error_for_cuda_without_a_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let out = gatescope()
+        .args(["train", "--quiet", "--depth", "4", "--width", "16", "--epochs", "1", "--max-steps", "20", "--device", "auto"])
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let card = gatescope::model::file::read_card(&model).unwrap();
+    assert_eq!(card.training["device"], "auto");
+    if !tch::Cuda::is_available() {
+        for args in [&["train", "--device", "cuda", "--max-steps", "1"][..], &["eval", "--device", "cuda"][..]] {
+            let mut cmd = gatescope();
+            cmd.args(args);
+            if args[0] == "eval" {
+                cmd.arg(&model);
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("--device cuda: no CUDA device is available"), "{err}");
+            assert_eq!(err.lines().count(), 1, "one error line: {err}");
+        }
+    }
+}

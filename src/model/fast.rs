@@ -200,7 +200,7 @@ impl Replay {
         let k = model.kernel();
         let w = model.arch.width as i64;
         let tanh = model.arch.activation == Activation::Tanh;
-        let f = (Kind::Float, tch::Device::Cpu);
+        let f = (Kind::Float, model.device());
         let (wct, bc, wot, bo) = if tanh {
             // z = W h + b with h = 2q − 1  →  2W q + (b − W·1); then the H half doubled.
             let half = Tensor::cat(&[Tensor::full([w], 2.0, f), Tensor::ones([w], f)], 0); // [2w]

@@ -19,7 +19,7 @@ pub fn save(model: &Model, card: &ModelCard, path: &Path) -> anyhow::Result<()> 
     anyhow::ensure!(card.arch == model.arch, "model card and model disagree on the architecture");
     let n = model.num_params();
     let mut values = vec![0f32; n];
-    model.flat.to_kind(Kind::Float).contiguous().copy_data(&mut values, n);
+    model.flat.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().copy_data(&mut values, n);
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut views = Vec::with_capacity(model.specs.len());
     for s in &model.specs {

@@ -29,6 +29,33 @@ pub fn activate(a: Activation, x: &Tensor) -> Tensor {
     }
 }
 
+/// Where tensors live: `--device cpu|cuda|auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceChoice {
+    /// The CPU (the default)
+    #[default]
+    Cpu,
+    /// The first CUDA GPU; an error if libtorch has no CUDA or no GPU is visible
+    Cuda,
+    /// A CUDA GPU when there is one, else the CPU
+    Auto,
+}
+
+impl DeviceChoice {
+    pub fn resolve(self) -> anyhow::Result<tch::Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => anyhow::bail!(
+                "--device cuda: no CUDA device is available (this libtorch was built without CUDA, or no GPU is visible); \
+                 use --device cpu or auto, or build against a CUDA libtorch (README, \"GPU\")"
+            ),
+        }
+    }
+}
+
 /// A parameter as a view of `flat` (or of a gradient buffer laid out like it).
 pub fn view(spec: &ParamSpec, flat: &Tensor) -> Tensor {
     let shape: Vec<i64> = spec.shape.iter().map(|&s| s as i64).collect();
@@ -100,6 +127,19 @@ impl Model {
         anyhow::ensure!(flat.size() == [n], "expected {n} parameters, got shape {:?}", flat.size());
         let flat = flat.to_kind(Kind::Float).detach().contiguous();
         Ok(Model { arch, specs, flat, kernel: Default::default() })
+    }
+
+    /// The model with its parameters on `device` (initialisation always happens on the CPU,
+    /// so a seed gives the same model everywhere).
+    pub fn to_device(self, device: tch::Device) -> Model {
+        if self.flat.device() == device {
+            return self;
+        }
+        Model { flat: self.flat.to_device(device), kernel: Default::default(), ..self }
+    }
+
+    pub fn device(&self) -> tch::Device {
+        self.flat.device()
     }
 
     pub fn num_params(&self) -> usize {
@@ -207,8 +247,8 @@ impl Model {
         tch::no_grad(|| {
             for start in (0..n).step_by(chunk as usize) {
                 let len = chunk.min(n - start);
-                let xb = x.narrow(0, start, len);
-                let yb = y.narrow(0, start, len);
+                let xb = x.narrow(0, start, len).to_device(self.device());
+                let yb = y.narrow(0, start, len).to_device(self.device());
                 let logits = self.forward(&xb, ForwardOpts { trace: false, ..opts }).logits;
                 loss += f64::try_from(logits.cross_entropy_for_logits(&yb)).unwrap() * len as f64;
                 correct += f64::try_from(

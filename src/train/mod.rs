@@ -94,6 +94,10 @@ pub struct TrainConfig {
     /// Intra-op threads for libtorch [default: 2]
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Where to train (and probe): cpu, cuda (a GPU; an error without one) or auto
+    #[arg(long, value_enum, default_value = "cpu")]
+    #[serde(default)]
+    pub device: crate::model::DeviceChoice,
     /// Use autograd instead of the fused highway kernel with its hand-written backward
     /// (same numbers, slower; other families always use autograd)
     #[arg(long)]
@@ -202,6 +206,9 @@ impl Tensors {
     pub fn test(d: &Dataset) -> Self {
         Tensors { x: images_tensor(&d.test.images, d.input_dim()), y: labels_tensor(&d.test.labels) }
     }
+    pub fn to_device(self, device: tch::Device) -> Self {
+        Tensors { x: self.x.to_device(device), y: self.y.to_device(device) }
+    }
 }
 
 /// What a run produced.
@@ -215,9 +222,10 @@ pub struct Outcome {
 pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn Observer) -> anyhow::Result<Outcome> {
     cfg.validate()?;
     tch::set_num_threads(cfg.threads as i32);
+    let device = cfg.device.resolve()?;
     let arch = cfg.arch(data);
-    let mut model = Model::new(arch.clone(), cfg.seed)?;
-    let (train_t, test_t) = (Tensors::train(data), Tensors::test(data));
+    let mut model = Model::new(arch.clone(), cfg.seed)?.to_device(device);
+    let (train_t, test_t) = (Tensors::train(data).to_device(device), Tensors::test(data).to_device(device));
     let n = data.train.len();
     let batches = n / cfg.batch_size;
     anyhow::ensure!(batches >= 1, "--batch-size {} is larger than the training set ({n})", cfg.batch_size);
@@ -229,7 +237,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     let start = Instant::now();
     let (mut step, mut epochs_done, mut interrupted) = (0usize, 0usize, false);
     'epochs: for epoch in 0..cfg.epochs {
-        let perm = Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu));
+        let perm = Tensor::randperm(n as i64, (Kind::Int64, tch::Device::Cpu)).to_device(device);
         let (mut loss_sum, mut correct_sum, mut seen) = (0.0, 0i64, 0usize);
         for b in 0..batches {
             if stop.load(Ordering::Relaxed) {

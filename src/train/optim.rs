@@ -67,7 +67,7 @@ impl Sgd {
         }
         Sgd {
             velocity: params.zeros_like(),
-            decay: Tensor::from_slice(&mask),
+            decay: Tensor::from_slice(&mask).to_device(params.device()),
             momentum: cfg.momentum,
             nesterov: cfg.optimizer == Optimizer::Nesterov,
             weight_decay: cfg.weight_decay,
