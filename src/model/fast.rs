@@ -204,8 +204,8 @@ impl Replay {
         let (wct, bc, wot, bo) = if tanh {
             // z = W h + b with h = 2q − 1  →  2W q + (b − W·1); then the H half doubled.
             let half = Tensor::cat(&[Tensor::full([w], 2.0, f), Tensor::ones([w], f)], 0); // [2w]
-            let wct = k.wct.iter().map(|m| (m * 2.0 * half.view([1, 2 * w])).contiguous()).collect();
-            let bc = k.bc.iter().zip(&k.wct).map(|(b, m)| (b - m.sum_dim_intlist([0i64].as_slice(), false, Kind::Float)) * &half).collect();
+            let wct: Vec<Tensor> = k.wct.iter().map(|m| (m * 2.0 * half.view([1, 2 * w])).contiguous()).collect();
+            let bc: Vec<Tensor> = k.bc.iter().zip(&k.wct).map(|(b, m)| (b - m.sum_dim_intlist([0i64].as_slice(), false, Kind::Float)) * &half).collect();
             let wot = (&k.wot * 2.0).contiguous();
             let bo = &k.bo - k.wot.sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
             (wct, bc, wot, bo)
@@ -218,13 +218,14 @@ impl Replay {
     /// One highway layer (1-based `layer`) on the state ([batch, width]); returns its output.
     pub fn layer(&self, layer: usize, q: &Tensor) -> Tensor {
         let i = layer - 1;
-        let mut z = self.bc[i].addmm(q, &self.wct[i]); // [batch, 2·width]
         if self.tanh {
-            let _ = z.sigmoid_(); // [s | T]
+            let mut z = self.bc[i].addmm(q, &self.wct[i]); // [batch, 2·width]
+            let _ = z.sigmoid_(); // [s | T], s = (H + 1) / 2
             let s = z.narrow(1, 0, self.width);
             let t = z.narrow(1, self.width, self.width);
             q.addcmul(&t, &(s - q))
         } else {
+            let z = self.bc[i].addmm(q, &self.wct[i]); // [batch, 2·width]
             let zz = z.chunk(2, 1);
             q.addcmul(&zz[1].sigmoid(), &(act(self.activation, &zz[0]) - q))
         }
