@@ -8,6 +8,10 @@ pub enum Family {
     Highway,
     Plain,
     Residual,
+    /// Convolutional highway net (the paper's Table 1): a plain 3×3 convolution to `width`
+    /// channels, then stages of highway layers whose H and T are 3×3 same-size convolutions,
+    /// 2×2 max pooling between stages, global average pooling, a linear classifier.
+    Conv,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -60,6 +64,12 @@ pub struct Arch {
     /// T of every unit when `gate` is `Fixed`.
     #[serde(default = "half")]
     pub fixed_gate: f32,
+    /// Conv nets: highway layers per stage (they sum to depth − 1); max pooling between stages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conv_stages: Vec<usize>,
+    /// Conv nets: the input image, [channels, height, width].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_shape: Option<[usize; 3]>,
 }
 
 fn half() -> f32 {
@@ -80,7 +90,33 @@ impl Arch {
             residual_block_layers: 2,
             gate: GateMode::Adaptive,
             fixed_gate: 0.5,
+            conv_stages: vec![],
+            image_shape: None,
         }
+    }
+
+    /// The paper's Table-1 MNIST net: 10 layers (1 plain + 3 stages of 3 highway), 16 channels.
+    pub fn conv_mnist() -> Self {
+        Arch { family: Family::Conv, depth: 10, width: 16, conv_stages: vec![3, 3, 3], image_shape: Some([1, 28, 28]), ..Arch::figure2() }
+    }
+
+    /// Stages of `layers` highway layers split as evenly as possible into `stages`.
+    pub fn split_stages(layers: usize, stages: usize) -> Vec<usize> {
+        let stages = stages.clamp(1, layers.max(1));
+        (0..stages).map(|s| layers / stages + usize::from(s < layers % stages)).collect()
+    }
+
+    /// Conv nets: the stage of highway layer `l` (1-based), so pooling happens before the first
+    /// layer of every stage after the first.
+    pub fn stage_of(&self, l: usize) -> usize {
+        let mut end = 0;
+        for (s, n) in self.conv_stages.iter().enumerate() {
+            end += n;
+            if l <= end {
+                return s;
+            }
+        }
+        self.conv_stages.len().saturating_sub(1)
     }
 
     /// The highway layer of the paper, with a data-dependent gate: the layout the fast
@@ -98,6 +134,14 @@ impl Arch {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.family == Family::Conv {
+            let [c, h, w] = self.image_shape.ok_or_else(|| anyhow::anyhow!("a conv net needs the image shape"))?;
+            anyhow::ensure!(c * h * w == self.input_dim, "image shape {c}x{h}x{w} does not hold {} inputs", self.input_dim);
+            anyhow::ensure!(self.conv_stages.iter().sum::<usize>() + 1 == self.depth, "conv stages {:?} must hold depth - 1 = {} highway layers", self.conv_stages, self.depth.saturating_sub(1));
+            let pools = self.conv_stages.len().saturating_sub(1) as u32;
+            anyhow::ensure!(h >> pools >= 1 && w >> pools >= 1, "{pools} poolings leave nothing of a {h}x{w} image");
+            anyhow::ensure!(self.gate == GateMode::Adaptive, "conv nets have adaptive gates only");
+        }
         anyhow::ensure!(self.depth >= 1, "depth must be at least 1 (got {})", self.depth);
         anyhow::ensure!(self.width >= 1, "width must be at least 1");
         anyhow::ensure!(self.input_dim >= 1 && self.classes >= 2, "bad input/class count");
@@ -117,7 +161,7 @@ impl Arch {
     /// Layers 1..depth carry a gate (highway) or a skip (residual); layer 0 is plain.
     pub fn gated_layers(&self) -> std::ops::Range<usize> {
         match self.family {
-            Family::Highway => 1..self.depth,
+            Family::Highway | Family::Conv => 1..self.depth,
             _ => 0..0,
         }
     }
@@ -131,10 +175,25 @@ impl Arch {
             out.push(ParamSpec { name, shape, offset: off });
             off += n;
         };
+        if self.family == Family::Conv {
+            let c = self.image_shape.map_or(1, |s| s[0]);
+            push("layers.0.block.weight".into(), vec![w, c, 3, 3]);
+            push("layers.0.block.bias".into(), vec![w]);
+            for l in 1..self.depth {
+                push(format!("layers.{l}.block.weight"), vec![w, w, 3, 3]);
+                push(format!("layers.{l}.gate.weight"), vec![w, w, 3, 3]);
+                push(format!("layers.{l}.block.bias"), vec![w]);
+                push(format!("layers.{l}.gate.bias"), vec![w]);
+            }
+            push("output.weight".into(), vec![self.classes, w]);
+            push("output.bias".into(), vec![self.classes]);
+            return out;
+        }
         push("layers.0.block.weight".into(), vec![w, self.input_dim]);
         push("layers.0.block.bias".into(), vec![w]);
         for l in 1..self.depth {
             match self.family {
+                Family::Conv => unreachable!("handled above"),
                 Family::Highway => match self.gate {
                     GateMode::Adaptive => {
                         push(format!("layers.{l}.block.weight"), vec![w, w]);

@@ -41,7 +41,7 @@ impl Tally {
 /// The layers a lesion can close: highway gated layers, or residual branches.
 pub fn lesionable_layers(model: &Model) -> anyhow::Result<Vec<usize>> {
     match model.arch.family {
-        Family::Highway | Family::Residual => Ok((1..model.arch.depth).collect()),
+        Family::Highway | Family::Residual | Family::Conv => Ok((1..model.arch.depth).collect()),
         Family::Plain => anyhow::bail!("a plain net has no gates or skip connections to lesion"),
     }
 }
@@ -79,7 +79,7 @@ pub fn lesion_all(model: &Model, source: &str, dataset: &str, train: &Tensors, t
                 } else {
                     for row in 0..=layers.len() {
                         let lesion = (row > 0).then(|| layers[row - 1]);
-                        let logits = model.forward(&x, ForwardOpts { trace: false, lesion }).logits;
+                        let logits = model.forward(&x, ForwardOpts { trace: false, lesion, ..Default::default() }).logits;
                         tally.add(row, &logits, &y);
                         done += 1;
                         progress(done, total);

@@ -139,7 +139,7 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let arch = &model.arch;
         let (depth, w, c) = (arch.depth as i64, arch.width as i64, probe.classes as i64);
         let gated = arch.gated_layers().len() as i64;
-        let opts = ForwardOpts { trace: true, lesion };
+        let opts = ForwardOpts { trace: true, lesion, ..Default::default() };
         let n = probe.len() as i64;
         let dev = model.device();
         let f = (Kind::Float, dev);
@@ -187,7 +187,7 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let preds = sf.logits.argmax(-1, false);
         let test_accuracy = match progress.test_accuracy {
             Some(a) if lesion.is_none() => a,
-            _ => model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion }).1,
+            _ => model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion, ..Default::default() }).1,
         };
         Snapshot {
             step: progress.step,

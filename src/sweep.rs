@@ -76,6 +76,7 @@ pub fn family_name(f: Family, gate: GateMode) -> String {
         (Family::Highway, GateMode::Fixed) => "highway-fixed-T".into(),
         (Family::Plain, _) => "plain".into(),
         (Family::Residual, _) => "residual".into(),
+        (Family::Conv, _) => "conv-highway".into(),
     }
 }
 

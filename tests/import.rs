@@ -104,7 +104,7 @@ fn check_against_reference(model_path: &Path, sd: &[(String, Vec<usize>, Vec<f32
         let img = &data.train.images[idx * 784..(idx + 1) * 784];
         let x: Vec<f64> = img.iter().map(|&p| p as f64 / 255.0).collect();
         let (gates, blocks) = reference(sd, names, &x);
-        let fwd = tch::no_grad(|| model.forward(&images_tensor(img, 784), ForwardOpts { trace: true, lesion: None }));
+        let fwd = tch::no_grad(|| model.forward(&images_tensor(img, 784), ForwardOpts { trace: true, lesion: None, ..Default::default() }));
         assert_eq!((fwd.gates.len(), fwd.blocks.len()), (DEPTH - 1, DEPTH));
         let mut worst = 0f64;
         for (ours, theirs) in fwd.gates.iter().zip(&gates).chain(fwd.blocks.iter().zip(&blocks)) {

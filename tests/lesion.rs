@@ -7,7 +7,7 @@ use gatescope::train::Tensors;
 use tch::{Kind, Tensor};
 
 fn arch(family: Family, activation: Activation) -> Arch {
-    Arch { family, depth: 7, width: 9, input_dim: 12, classes: 4, activation, gate_bias: -1.0, residual_block_layers: 2, gate: GateMode::Adaptive, fixed_gate: 0.5 }
+    Arch { family, depth: 7, width: 9, input_dim: 12, classes: 4, activation, gate_bias: -1.0, residual_block_layers: 2, gate: GateMode::Adaptive, fixed_gate: 0.5, conv_stages: vec![], image_shape: None }
 }
 
 /// 300 inputs spread enough that the gates differ across examples, labels from a fixed rule.
@@ -42,10 +42,10 @@ fn replay_equals_full_lesioned_forwards() {
         assert_eq!(report.baseline_train.accuracy, base_acc);
         let mut any_change = false;
         for row in &report.layers {
-            let (loss, acc) = model.evaluate(&tr.x, &tr.y, ForwardOpts { trace: false, lesion: Some(row.layer) });
+            let (loss, acc) = model.evaluate(&tr.x, &tr.y, ForwardOpts { trace: false, lesion: Some(row.layer), ..Default::default() });
             assert!((row.train.loss - loss).abs() < 1e-5, "{act:?} layer {}: {} vs {loss}", row.layer, row.train.loss);
             assert!((row.train.accuracy - acc).abs() <= 1.0 / 300.0 + 1e-12, "{act:?} layer {}", row.layer);
-            let (tl, _) = model.evaluate(&te.x, &te.y, ForwardOpts { trace: false, lesion: Some(row.layer) });
+            let (tl, _) = model.evaluate(&te.x, &te.y, ForwardOpts { trace: false, lesion: Some(row.layer), ..Default::default() });
             assert!((row.test.loss - tl).abs() < 1e-5);
             any_change |= (row.train.loss - base_loss).abs() > 1e-3;
         }
@@ -77,7 +77,7 @@ fn residual_lesions_drop_a_branch_and_plain_nets_are_refused() {
     let model = Model::new(arch(Family::Residual, Activation::Relu), 4).unwrap();
     let (tr, te) = (data(1), data(2));
     let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_, _| {}).unwrap();
-    let (loss, _) = model.evaluate(&tr.x, &tr.y, ForwardOpts { trace: false, lesion: Some(4) });
+    let (loss, _) = model.evaluate(&tr.x, &tr.y, ForwardOpts { trace: false, lesion: Some(4), ..Default::default() });
     assert!((report.layers[3].train.loss - loss).abs() < 1e-6);
     assert_ne!(report.layers[3].train.loss, report.baseline_train.loss);
 

@@ -17,6 +17,8 @@ fn arch(family: Family, depth: usize, width: usize) -> Arch {
         residual_block_layers: 2,
         gate: gatescope::arch::GateMode::Adaptive,
         fixed_gate: 0.5,
+        conv_stages: vec![],
+        image_shape: None,
     }
 }
 
@@ -69,8 +71,8 @@ fn highway_layer_matches_hand_computation() {
     }
     let xt = Tensor::from_slice(&[x[0] as f32, x[1] as f32]).view([1, 2]);
     for fwd in [
-        model.forward(&xt, ForwardOpts { trace: true, lesion: None }),
-        model.forward_with(&model.flat, &xt, ForwardOpts { trace: true, lesion: None }),
+        model.forward(&xt, ForwardOpts { trace: true, lesion: None, ..Default::default() }),
+        model.forward_with(&model.flat, &xt, ForwardOpts { trace: true, lesion: None, ..Default::default() }),
     ] {
         assert_eq!((fwd.gates.len(), fwd.blocks.len()), (1, 2));
         let (t, y, logits) = (to_vec(&fwd.gates[0]), to_vec(&fwd.blocks[1]), to_vec(&fwd.logits));
@@ -81,7 +83,7 @@ fn highway_layer_matches_hand_computation() {
         }
     }
     // lesioning the layer closes its gates: it copies its input
-    let fwd = model.forward(&xt, ForwardOpts { trace: true, lesion: Some(1) });
+    let fwd = model.forward(&xt, ForwardOpts { trace: true, lesion: Some(1), ..Default::default() });
     assert_eq!(to_vec(&fwd.gates[0]), vec![0.0, 0.0]);
     let y = to_vec(&fwd.blocks[1]);
     assert!((y[0] as f64 - a0[0]).abs() < 1e-6 && (y[1] as f64 - a0[1]).abs() < 1e-6);
@@ -132,7 +134,7 @@ fn forward_hands_back_gates_and_blocks_for_every_family() {
     let x = Tensor::rand([5, 6], (Kind::Float, tch::Device::Cpu));
     for (family, gates) in [(Family::Highway, 6), (Family::Plain, 0), (Family::Residual, 0)] {
         let m = Model::new(arch(family, 7, 4), 1).unwrap();
-        let f = tch::no_grad(|| m.forward(&x, ForwardOpts { trace: true, lesion: None }));
+        let f = tch::no_grad(|| m.forward(&x, ForwardOpts { trace: true, lesion: None, ..Default::default() }));
         assert_eq!(f.logits.size(), [5, 3]);
         assert_eq!(f.blocks.len(), 7);
         assert_eq!(f.gates.len(), gates);
@@ -282,4 +284,52 @@ fn a_stopped_run_still_returns_a_usable_model() {
     assert!(m.interrupted);
     assert_eq!(m.steps, 50);
     assert!(m.test_accuracy > 0.3, "{}", m.test_accuracy);
+}
+
+#[test]
+fn conv_highway_forward_traces_channel_means_and_spatial_maps() {
+    let a = Arch {
+        family: Family::Conv,
+        depth: 3,
+        width: 4,
+        input_dim: 64,
+        classes: 3,
+        conv_stages: vec![1, 1],
+        image_shape: Some([1, 8, 8]),
+        ..arch(Family::Highway, 3, 4)
+    };
+    a.validate().unwrap();
+    let names: Vec<(String, Vec<usize>)> = a.param_specs().into_iter().map(|s| (s.name, s.shape)).collect();
+    assert_eq!(names[0], ("layers.0.block.weight".to_string(), vec![4, 1, 3, 3]));
+    assert_eq!(names[2], ("layers.1.block.weight".to_string(), vec![4, 4, 3, 3]));
+    let model = Model::new(a, 1).unwrap();
+    let x = Tensor::rand([5, 64], (Kind::Float, tch::Device::Cpu));
+    let opts = ForwardOpts { trace: true, spatial: true, ..Default::default() };
+    let f = tch::no_grad(|| model.forward(&x, opts));
+    assert_eq!(f.logits.size(), [5, 3]);
+    assert_eq!((f.gates.len(), f.blocks.len(), f.spatial_gates.len()), (2, 3, 2));
+    assert_eq!(f.spatial_gates[0].size(), [5, 4, 8, 8]);
+    assert_eq!(f.spatial_gates[1].size(), [5, 4, 4, 4], "max pooling between the two stages");
+    for (g, s) in f.gates.iter().zip(&f.spatial_gates) {
+        assert_eq!(g.size(), [5, 4]);
+        assert!(max_abs_diff(g, &s.mean_dim([2i64, 3].as_slice(), false, Kind::Float)) < 1e-6, "T per channel is the spatial mean");
+    }
+    // a lesioned layer copies its input: T = 0 and its channel means equal its input's
+    let l = tch::no_grad(|| model.forward(&x, ForwardOpts { trace: true, lesion: Some(1), ..Default::default() }));
+    assert_eq!(f64::try_from(l.gates[0].abs().sum(Kind::Float)).unwrap(), 0.0);
+    assert!(max_abs_diff(&l.blocks[1], &l.blocks[0]) < 1e-6);
+    // and it trains: a few autograd SGD steps lower the loss on a fixed batch
+    let mut model = model;
+    let y = Tensor::from_slice(&[0i64, 1, 2, 0, 1]);
+    let grad = model.flat.zeros_like();
+    let (first, _) = autograd_step(&model, &x, &y, &grad);
+    for _ in 0..80 {
+        let _ = autograd_step(&model, &x, &y, &grad);
+        tch::no_grad(|| {
+            let _ = model.flat.g_sub_(&(&grad * 0.5));
+        });
+    }
+    let (last, _) = autograd_step(&model, &x, &y, &grad);
+    let (first, last) = (f64::try_from(&first).unwrap(), f64::try_from(&last).unwrap());
+    assert!(last < 0.6 * first, "conv net loss fell only from {first} to {last}");
 }

@@ -163,7 +163,7 @@ pub fn forward(model: &Model, x: &Tensor, opts: ForwardOpts, save: bool) -> (For
     }
     let logits = k.bo.addmm(&h, &k.wot);
     let saved = save.then(|| Saved { input: x.shallow_clone(), a0, xs, hs, ts, ds, last: h });
-    (Forward { logits, blocks, gates }, saved)
+    (Forward { logits, blocks, gates, spatial_gates: vec![] }, saved)
 }
 
 /// Inference-only replays of highway layers from cached inputs (the lesion analysis).

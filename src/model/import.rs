@@ -114,6 +114,8 @@ pub fn load(spec_path: &Path) -> anyhow::Result<(Model, ModelCard)> {
         residual_block_layers: 2,
         gate: GateMode::Adaptive,
         fixed_gate: 0.5,
+        conv_stages: vec![],
+        image_shape: None,
     };
     arch.validate().with_context(|| format!("{name}"))?;
     let info = dataset_info(spec.dataset);

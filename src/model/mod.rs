@@ -70,6 +70,8 @@ pub struct ForwardOpts {
     /// Close all gates of this layer (T := 0, the layer copies its input); in a residual
     /// net, drop this layer's branch (y = x). Plain nets ignore it.
     pub lesion: Option<usize>,
+    /// Conv nets, with `trace`: also hand back every gated layer's full T maps.
+    pub spatial: bool,
 }
 
 /// What one forward pass hands back.
@@ -79,7 +81,10 @@ pub struct Forward {
     /// Per layer 0..depth: the block output y_l, [batch, width] (empty unless traced).
     pub blocks: Vec<Tensor>,
     /// Per gated layer (highway: 1..depth, in order): T_l, [batch, width] (empty unless traced).
+    /// Conv nets: the spatial mean of T per channel.
     pub gates: Vec<Tensor>,
+    /// Conv nets with `opts.spatial`: per gated layer, T as [batch, width, h, w].
+    pub spatial_gates: Vec<Tensor>,
 }
 
 /// A model: its architecture and its parameters in one flat f32 buffer.
@@ -104,8 +109,8 @@ impl Model {
             for s in &specs {
                 let mut v = view(s, &flat);
                 if s.name.ends_with(".weight") {
-                    let fan_in = s.shape[1] as f64;
-                    let highway_block = arch.family == Family::Highway
+                    let fan_in = s.shape[1..].iter().product::<usize>() as f64;
+                    let highway_block = matches!(arch.family, Family::Highway | Family::Conv)
                         && s.name.ends_with(".block.weight")
                         && !s.name.starts_with("layers.0.");
                     let g = if highway_block { gain * arch.carry_preserving_gain() } else { gain };
@@ -157,7 +162,7 @@ impl Model {
 
     /// The transform-gate biases, [depth − 1, width] (highway only).
     pub fn gate_biases(&self) -> Option<Tensor> {
-        if self.arch.family != Family::Highway || self.arch.gate == GateMode::Fixed || self.arch.depth < 2 {
+        if !matches!(self.arch.family, Family::Highway | Family::Conv) || self.arch.gate == GateMode::Fixed || self.arch.depth < 2 {
             return None;
         }
         let rows: Vec<Tensor> = self
@@ -171,6 +176,9 @@ impl Model {
     /// The forward pass (x: [batch, input_dim]). Autograd flows to `params` if it requires
     /// grad; pass `&self.flat` for plain inference (wrap in `tch::no_grad`).
     pub fn forward_with(&self, params: &Tensor, x: &Tensor, opts: ForwardOpts) -> Forward {
+        if self.arch.family == Family::Conv {
+            return self.conv_forward(params, x, opts);
+        }
         let p = |name: String| view(self.spec(&name).expect("param in layout"), params);
         let act = self.arch.activation;
         let (mut blocks, mut gates) = (Vec::new(), Vec::new());
@@ -206,6 +214,7 @@ impl Model {
                     }
                 }
                 Family::Plain => activate(act, &lin("block")),
+                Family::Conv => unreachable!("conv nets run conv_forward"),
                 Family::Residual if opts.lesion == Some(l) => h,
                 Family::Residual => {
                     let f = activate(act, &lin("block"));
@@ -222,7 +231,57 @@ impl Model {
             }
         }
         let logits = h.linear(&p("output.weight".into()), Some(p("output.bias".into())));
-        Forward { logits, blocks, gates }
+        Forward { logits, blocks, gates, spatial_gates: vec![] }
+    }
+
+    /// The convolutional highway forward (x: [batch, c·h·w]). Traced T and y are spatial
+    /// means per channel, [batch, width], so conv nets fill the same snapshots as MLPs; with
+    /// `opts.spatial`, the full T maps come back too.
+    fn conv_forward(&self, params: &Tensor, x: &Tensor, opts: ForwardOpts) -> Forward {
+        let p = |name: String| view(self.spec(&name).expect("param in layout"), params);
+        let act = self.arch.activation;
+        let [c, hh, ww] = self.arch.image_shape.expect("validated conv arch");
+        let (mut blocks, mut gates, mut spatial) = (Vec::new(), Vec::new(), Vec::new());
+        let conv = |h: &Tensor, part: String| -> Tensor {
+            h.conv2d(&p(format!("{part}.weight")), Some(p(format!("{part}.bias"))), [1, 1], [1, 1], [1, 1], 1)
+        };
+        let mean = |t: &Tensor| t.mean_dim([2i64, 3].as_slice(), false, Kind::Float); // [batch, width]
+        let x = x.view([-1, c as i64, hh as i64, ww as i64]);
+        // [batch, width, h, w]
+        let mut h = activate(act, &conv(&x, "layers.0.block".into()));
+        if opts.trace {
+            blocks.push(mean(&h));
+        }
+        for l in 1..self.arch.depth {
+            if l > 1 && self.arch.stage_of(l) != self.arch.stage_of(l - 1) {
+                h = h.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false); // next stage: half size
+            }
+            if opts.lesion == Some(l) {
+                if opts.trace {
+                    gates.push(Tensor::zeros([h.size()[0], h.size()[1]], (Kind::Float, h.device())));
+                    if opts.spatial {
+                        spatial.push(h.zeros_like());
+                    }
+                }
+            } else {
+                let hb = activate(act, &conv(&h, format!("layers.{l}.block"))); // H: [batch, width, h, w]
+                let t = conv(&h, format!("layers.{l}.gate")).sigmoid(); // T: [batch, width, h, w]
+                let y = &hb * &t + &h * (1.0 - &t);
+                if opts.trace {
+                    gates.push(mean(&t));
+                    if opts.spatial {
+                        spatial.push(t.shallow_clone());
+                    }
+                }
+                h = y;
+            }
+            if opts.trace {
+                blocks.push(mean(&h));
+            }
+        }
+        let pooled = mean(&h); // global average pooling: [batch, width]
+        let logits = pooled.linear(&p("output.weight".into()), Some(p("output.bias".into())));
+        Forward { logits, blocks, gates, spatial_gates: spatial }
     }
 
     /// The forward pass over the model's own parameters; the highway family runs the fused

@@ -52,6 +52,10 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.5)]
     #[serde(default = "half")]
     pub fixed_gate: f32,
+    /// Conv nets: stages of highway layers, with 2×2 max pooling between them
+    #[arg(long, default_value_t = 3)]
+    #[serde(default = "three")]
+    pub stages: usize,
     /// Layers in a residual branch F (residual: y = x + F(x)), 1 or 2
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub residual_layers: u8,
@@ -117,7 +121,11 @@ impl TrainConfig {
     }
 
     pub fn arch(&self, data: &Dataset) -> Arch {
-        let width = self.width.unwrap_or(if self.arch == Family::Plain { 71 } else { 50 });
+        let width = self.width.unwrap_or(match self.arch {
+            Family::Plain => 71,
+            Family::Conv => 16,
+            _ => 50,
+        });
         Arch {
             family: self.arch,
             depth: self.depth,
@@ -129,6 +137,8 @@ impl TrainConfig {
             residual_block_layers: self.residual_layers as usize,
             gate: self.gate,
             fixed_gate: self.fixed_gate,
+            conv_stages: if self.arch == Family::Conv { Arch::split_stages(self.depth.saturating_sub(1), self.stages) } else { vec![] },
+            image_shape: (self.arch == Family::Conv).then_some(data.image_shape),
         }
     }
 
@@ -146,6 +156,10 @@ impl TrainConfig {
 
 fn half() -> f32 {
     0.5
+}
+
+fn three() -> usize {
+    3
 }
 
 /// Where a batch stands.

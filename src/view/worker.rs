@@ -128,7 +128,7 @@ impl Served {
         anyhow::ensure!(index < data.train.len(), "training example {index} does not exist (0..{})", data.train.len());
         let dim = data.input_dim();
         let image = data.train.images[index * dim..(index + 1) * dim].to_vec();
-        let fwd = tch::no_grad(|| model.forward(&images_tensor(&image, dim), ForwardOpts { trace: true, lesion: self.lesion }));
+        let fwd = tch::no_grad(|| model.forward(&images_tensor(&image, dim), ForwardOpts { trace: true, lesion: self.lesion, ..Default::default() }));
         let squeeze = |ts: &[tch::Tensor]| if ts.is_empty() { Array::zeros(vec![0, model.arch.width]) } else { to_array(&tch::Tensor::cat(ts, 0)) };
         Ok(SampleTrace {
             index,

@@ -19,6 +19,8 @@ pub fn header(k: usize) -> Header {
         residual_block_layers: 2,
         gate: gatescope::arch::GateMode::Adaptive,
         fixed_gate: 0.5,
+        conv_stages: vec![],
+        image_shape: None,
     };
     let info = DatasetInfo { name: DatasetKind::Mnist, class_names: vec!["zero".into(), "one".into()], image_shape: [1, 2, 2] };
     Header {
