@@ -325,3 +325,32 @@ fn figure_2_exports_from_the_viewer() {
     h.run();
     h.get_by_label_contains("this view has no paper figure");
 }
+
+#[test]
+fn a_conv_model_shows_a_spatial_gate_map_for_the_traced_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("conv.safetensors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatescope"))
+        .args(["train", "--quiet", "--arch", "conv", "--depth", "3", "--width", "4", "--stages", "2", "--epochs", "1", "--max-steps", "3", "--batch-size", "16"])
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut app = ViewerApp::new(Persisted::default());
+    app.queue(Command::Open(model));
+    let mut h = harness(app);
+    step_until_within(&mut h, 300, |a| a.store.header.is_some() && a.example.is_some());
+    h.run();
+    let ex = h.state().example.as_ref().unwrap();
+    assert_eq!(ex.spatial.len(), 2);
+    assert_eq!(ex.spatial[0].shape, vec![4, 28, 28]);
+    assert_eq!(ex.spatial[1].shape, vec![4, 14, 14], "pooled between the two stages");
+    // the snapshot keeps the layer x channel shape of the MLP views
+    assert_eq!(h.state().store.snapshots[0].mean_gate.shape, vec![2, 4]);
+    h.get_by_label_contains("Spatial transform gate map (conv net)");
+    h.get_by_label_contains("layer 1, channel 0: 28 x 28, mean T");
+    h.state_mut().spatial_pick = (1, 3);
+    h.run();
+    h.get_by_label_contains("layer 2, channel 3: 14 x 14, mean T");
+}

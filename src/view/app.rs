@@ -119,6 +119,9 @@ pub struct ViewerApp {
     sample_texture: Option<((u64, usize, usize), egui::TextureHandle)>,
     /// Lesions, reports, comparison.
     pub an: Analysis,
+    /// Conv nets: the traced example's spatial T map shown, (gated layer index, channel).
+    pub spatial_pick: (usize, usize),
+    spatial_map: Heatmap,
     compare_maps: [Heatmap; 3],
 }
 
@@ -150,6 +153,8 @@ impl ViewerApp {
             pending: Vec::new(),
             sample_texture: None,
             an: Analysis::default(),
+            spatial_pick: (0, 0),
+            spatial_map: Heatmap::with_axes("row", "column"),
             compare_maps: Default::default(),
         }
     }
@@ -503,7 +508,7 @@ impl ViewerApp {
         ui.heading("Train");
         let f = &mut self.form;
         egui::ComboBox::from_label("architecture").selected_text(format!("{:?}", f.arch)).show_ui(ui, |ui| {
-            for fam in [Family::Highway, Family::Plain, Family::Residual] {
+            for fam in [Family::Highway, Family::Plain, Family::Residual, Family::Conv] {
                 ui.selectable_value(&mut f.arch, fam, format!("{fam:?}"));
             }
         });
@@ -629,6 +634,34 @@ impl ViewerApp {
                 });
             }
         });
+        self.spatial_gate_map(ui, first);
+    }
+
+    /// Conv nets: T over the image plane of the traced example, for one layer and channel.
+    fn spatial_gate_map(&mut self, ui: &mut egui::Ui, first_layer: usize) {
+        let Some(ex) = &self.example else { return };
+        if ex.spatial.is_empty() {
+            return;
+        }
+        ui.separator();
+        ui.label(egui::RichText::new("Spatial transform gate map (conv net): T of the traced example over the image plane").strong());
+        let layers = ex.spatial.len();
+        let channels = ex.spatial[0].shape.first().copied().unwrap_or(1);
+        let (mut l, mut c) = self.spatial_pick;
+        ui.horizontal(|ui| {
+            let label = ui.label("gated layer");
+            ui.add(egui::DragValue::new(&mut l).range(0..=layers - 1).custom_formatter(move |v, _| format!("{}", v as usize + first_layer))).labelled_by(label.id);
+            let label = ui.label("channel");
+            ui.add(egui::DragValue::new(&mut c).range(0..=channels.saturating_sub(1))).labelled_by(label.id);
+        });
+        (l, c) = (l.min(layers - 1), c.min(channels.saturating_sub(1)));
+        self.spatial_pick = (l, c);
+        let a = &ex.spatial[l];
+        let (h, w) = (a.shape.get(1).copied().unwrap_or(0), a.shape.get(2).copied().unwrap_or(0));
+        let plane = if a.shape.len() == 3 && c < a.shape[0] { a.row(c).to_vec() } else { vec![] };
+        ui.label(format!("layer {}, channel {c}: {h} x {w}, mean T {:.3}", l + first_layer, plane.iter().sum::<f32>() / plane.len().max(1) as f32));
+        let key = (self.store.generation << 32 | 9, (ex.index as u64) << 24 | (l as u64) << 12 | c as u64);
+        self.spatial_map.show(ui, "spatial-gate", key, &Grid { rows: h, cols: w, values: &plane, first_layer: 0 }, Scale::unit(), Vec2::new(220.0, 220.0));
     }
 
     fn figure3(&mut self, ui: &mut egui::Ui) {

@@ -15,6 +15,8 @@ pub struct Heatmap {
     key: Option<(Key, [u32; 2], [u32; 2])>,
     /// Texture uploads so far (for tests and the speed budget).
     pub uploads: usize,
+    /// Names of the row and column axes in the tooltip [default: layer, unit].
+    pub axes: Option<(&'static str, &'static str)>,
 }
 
 /// What a heatmap shows: `rows` × `cols` values, row r being layer `first_layer + r`.
@@ -26,6 +28,11 @@ pub struct Grid<'a> {
 }
 
 impl Heatmap {
+    /// A heatmap whose tooltip names its axes `rows` and `cols` (e.g. "row", "column").
+    pub fn with_axes(rows: &'static str, cols: &'static str) -> Self {
+        Heatmap { axes: Some((rows, cols)), ..Default::default() }
+    }
+
     /// Draws the heatmap in `size` with its colorbar and returns the hovered cell.
     pub fn show(&mut self, ui: &mut egui::Ui, id: &str, key: Key, grid: &Grid<'_>, scale: Scale, size: Vec2) -> Option<(usize, usize, f32)> {
         self.show_with(ui, id, key, grid, scale, size, true)
@@ -65,7 +72,8 @@ impl Heatmap {
                 if row < grid.rows && col < grid.cols {
                     let v = grid.values[row * grid.cols + col];
                     hovered = Some((grid.first_layer + row, col, v));
-                    response.on_hover_text(format!("layer {}, unit {}: {v:.4}", grid.first_layer + row, col));
+                    let (ra, ca) = self.axes.unwrap_or(("layer", "unit"));
+                    response.on_hover_text(format!("{ra} {}, {ca} {col}: {v:.4}", grid.first_layer + row));
                 }
             }
             if with_colorbar {

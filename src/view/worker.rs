@@ -66,6 +66,8 @@ pub struct SampleTrace {
     /// [depth, W]
     pub blocks: Array,
     pub image: Vec<u8>,
+    /// Conv nets: per gated layer, the full T maps of this example, [channels, h, w].
+    pub spatial: Vec<Array>,
 }
 
 /// What the viewer asks of an open model.
@@ -128,7 +130,8 @@ impl Served {
         anyhow::ensure!(index < data.train.len(), "training example {index} does not exist (0..{})", data.train.len());
         let dim = data.input_dim();
         let image = data.train.images[index * dim..(index + 1) * dim].to_vec();
-        let fwd = tch::no_grad(|| model.forward(&images_tensor(&image, dim), ForwardOpts { trace: true, lesion: self.lesion, ..Default::default() }));
+        let spatial = model.arch.family == crate::model::Family::Conv;
+        let fwd = tch::no_grad(|| model.forward(&images_tensor(&image, dim), ForwardOpts { trace: true, lesion: self.lesion, spatial }));
         let squeeze = |ts: &[tch::Tensor]| if ts.is_empty() { Array::zeros(vec![0, model.arch.width]) } else { to_array(&tch::Tensor::cat(ts, 0)) };
         Ok(SampleTrace {
             index,
@@ -137,6 +140,7 @@ impl Served {
             gates: squeeze(&fwd.gates),
             blocks: squeeze(&fwd.blocks),
             image,
+            spatial: fwd.spatial_gates.iter().map(|t| to_array(&t.get(0))).collect(),
         })
     }
 }
