@@ -295,7 +295,8 @@ fn curves_panel<DB: DrawingBackend>(area: &Area<DB>, title: &str, runs: &[(&str,
         .axis_desc_style((FONT, 14))
         .x_labels(epochs.clamp(2, 11))
         .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 { format!("{}", v.round() as i64) } else { String::new() })
-        .y_label_formatter(&|v| format!("{v:.3}"))
+        .y_labels(6)
+        .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.1}") } else { format!("{v:.2}") })
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
