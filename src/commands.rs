@@ -559,6 +559,7 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
         (4, Source::Report(r @ Report::Lesion(_))) => r,
         (4, Source::Model) => {
             let (model, card, data) = open_model(&a.path, a.data_dir.as_deref())?;
+            crate::lesion::lesionable_layers(&model).with_context(|| format!("{name}"))?;
             let (tr, te) = (Tensors::train(&data), Tensors::test(&data));
             let bar = progress_bar(0, "lesioning");
             let r = crate::lesion::lesion_all(&model, &name.to_string(), card.dataset.name.name(), &tr, &te, &mut |d, t| {
