@@ -264,8 +264,15 @@ impl Model {
                     }
                 }
             } else {
-                let hb = activate(act, &conv(&h, format!("layers.{l}.block"))); // H: [batch, width, h, w]
-                let t = conv(&h, format!("layers.{l}.gate")).sigmoid(); // T: [batch, width, h, w]
+                // H and T as one convolution: their weights are adjacent in the layout, so
+                // [2·width, width, 3, 3] and [2·width] are views
+                let (ws, bs) = (self.spec(&format!("layers.{l}.block.weight")).expect("conv layout"), self.spec(&format!("layers.{l}.block.bias")).expect("conv layout"));
+                let wd = self.arch.width as i64;
+                let w_ht = params.narrow(0, ws.offset as i64, 2 * ws.numel() as i64).view([2 * wd, wd, 3, 3]);
+                let b_ht = params.narrow(0, bs.offset as i64, 2 * wd);
+                let z = h.conv2d(&w_ht, Some(b_ht), [1, 1], [1, 1], [1, 1], 1).chunk(2, 1); // [batch, 2·width, h, w]
+                let hb = activate(act, &z[0]); // H: [batch, width, h, w]
+                let t = z[1].sigmoid(); // T: [batch, width, h, w]
                 let y = &hb * &t + &h * (1.0 - &t);
                 if opts.trace {
                     gates.push(mean(&t));
