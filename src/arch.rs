@@ -119,6 +119,24 @@ impl Arch {
         self.conv_stages.len().saturating_sub(1)
     }
 
+    /// Floats one example's widest layer activation takes: width (MLPs) or width × h × w
+    /// (conv nets, first stage).
+    pub fn activation_floats(&self) -> usize {
+        match self.image_shape {
+            Some([_, h, w]) if self.family == Family::Conv => self.width * h * w,
+            _ => self.width,
+        }
+    }
+
+    /// Examples per chunk of a pass over many examples, at most `max`: keeps one activation of
+    /// a chunk under 16 MiB (below the allocator's mmap threshold, see
+    /// [`crate::model::keep_freed_tensor_memory`]), so conv nets (12,544 floats per example at
+    /// width 16 on MNIST) go in chunks of hundreds, MLPs in chunks of thousands.
+    pub fn chunk(&self, max: usize) -> i64 {
+        const BUDGET: usize = 4 << 20; // floats
+        (BUDGET / self.activation_floats()).clamp(1, max) as i64
+    }
+
     /// The highway layer of the paper, with a data-dependent gate: the layout the fast
     /// kernel (fused `[2w, w]` H|T matrices) runs.
     pub fn adaptive_highway(&self) -> bool {

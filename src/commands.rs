@@ -379,7 +379,7 @@ fn study_setup(a: &StudyArgs) -> anyhow::Result<(train::TrainConfig, data::Datas
         lr: a.lr,
         momentum: a.momentum,
         weight_decay: a.weight_decay,
-        gate_bias: a.gate_bias,
+        gate_bias: Some(a.gate_bias),
         activation: a.activation,
         batch_size: a.batch_size,
         seed: a.seed,

@@ -12,7 +12,8 @@ use crate::model::{fast, Family, ForwardOpts, Model};
 use crate::report::{LesionReport, LesionRow, Score};
 use crate::train::Tensors;
 
-/// Examples per chunk: the cached layer inputs of a chunk take depth × CHUNK × width floats.
+/// Most examples per chunk: the cached layer inputs of a chunk take depth × CHUNK × width floats
+/// (fewer for wide conv activations, see [`crate::arch::Arch::chunk`]).
 /// (5,000 measured fastest here, against 2,500 and 10,000.)
 const CHUNK: i64 = 5_000;
 
@@ -51,17 +52,18 @@ pub fn lesionable_layers(model: &Model) -> anyhow::Result<Vec<usize>> {
 pub fn lesion_all(model: &Model, source: &str, dataset: &str, train: &Tensors, test: &Tensors, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Result<LesionReport> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
-    let chunks = |t: &Tensors| (t.x.size()[0] + CHUNK - 1) / CHUNK;
-    let total = (chunks(train) + chunks(test)) as usize * (layers.len() + 1);
-    let mut done = 0;
     let depth = model.arch.depth;
     let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
+    let chunk = model.arch.chunk(CHUNK as usize);
+    let chunks = |t: &Tensors| (t.x.size()[0] + chunk - 1) / chunk;
+    let total = (chunks(train) + chunks(test)) as usize * (layers.len() + 1);
+    let mut done = 0;
     let mut tally = |t: &Tensors| {
         let mut tally = Tally::new(layers.len() + 1);
         tally.n = t.x.size()[0] as usize;
         tch::no_grad(|| {
-            for start in (0..t.x.size()[0]).step_by(CHUNK as usize) {
-                let len = CHUNK.min(t.x.size()[0] - start);
+            for start in (0..t.x.size()[0]).step_by(chunk as usize) {
+                let len = chunk.min(t.x.size()[0] - start);
                 let dev = model.device();
                 let (x, y) = (t.x.narrow(0, start, len).to_device(dev), t.y.narrow(0, start, len).to_device(dev));
                 if let Some(replay) = &replay {

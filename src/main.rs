@@ -7,6 +7,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    gatescope::model::keep_freed_tensor_memory();
     match gatescope::commands::run() {
         Ok(code) => code,
         Err(err) => {

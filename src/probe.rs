@@ -148,8 +148,9 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let class_sum = Tensor::zeros([gated, c, w], f); // [L, C, W]
         let open = Tensor::zeros([gated.max(1)], f); // [L]
         let change = Tensor::zeros([depth], f); // [depth]; row 0 unused
-        for start in (0..n).step_by(CHUNK as usize) {
-            let len = CHUNK.min(n - start);
+        let chunk = arch.chunk(CHUNK as usize);
+        for start in (0..n).step_by(chunk as usize) {
+            let len = chunk.min(n - start);
             let x = probe.x.narrow(0, start, len).to_device(dev);
             let onehot_t = probe.y.narrow(0, start, len).to_device(dev).one_hot(c).to_kind(Kind::Float).tr(); // [C, B]
             let fwd = model.forward(&x, opts);

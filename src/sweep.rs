@@ -122,7 +122,7 @@ fn run_one(name: &str, trial: usize, cfg: &TrainConfig, data: &Dataset, stop: &A
         lr: cfg.lr,
         momentum: cfg.momentum,
         weight_decay: cfg.weight_decay,
-        gate_bias: cfg.gate_bias,
+        gate_bias: cfg.gate_bias(),
         epoch_train_loss: curve.losses,
         train,
         test,
@@ -155,7 +155,7 @@ pub fn sample_trial(base: &TrainConfig, rng_seed: u64) -> TrainConfig {
         lr: r.log_uniform(1e-3, 0.5),
         momentum: 1.0 - r.log_uniform(0.01, 0.3),
         weight_decay: r.log_uniform(1e-6, 1e-3),
-        gate_bias: -(0.5 + 4.5 * r.next()) as f32,
+        gate_bias: Some(-(0.5 + 4.5 * r.next()) as f32),
         ..base.clone()
     }
 }

@@ -53,6 +53,10 @@ fn bad_input_gets_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("junk.safetensors") && !err.contains("panicked"), "{err}");
 
+    let out = gatescope().args(["train", "--shift", "9", "--max-steps", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--shift must be at most 8"), "{err}");
+
     let out = gatescope().args(["train", "--dataset", "cifar10", "--epochs", "1"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--data-dir"), "{err}");

@@ -3,6 +3,7 @@
 //! The loop is free of UI: progress goes to an [`Observer`] (the CLI's is indicatif bars), and
 //! a stop flag (Ctrl-C) ends it between two batches with a usable model.
 
+pub mod augment;
 pub mod optim;
 
 use std::path::PathBuf;
@@ -41,8 +42,9 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value = "tanh")]
     pub activation: Activation,
     /// Initial transform-gate bias b_T (highway); negative biases the net towards carrying
-    #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
-    pub gate_bias: f32,
+    /// [default: -2; conv: -1, see ARCHITECTURE.md, "Initialisation"]
+    #[arg(long, allow_hyphen_values = true)]
+    pub gate_bias: Option<f32>,
     /// How a highway layer's gate T is computed: adaptive (sigmoid(W_T x + b_T), the paper),
     /// learned (sigmoid(b_T), one value per unit for every input) or fixed (--fixed-gate)
     #[arg(long, value_enum, default_value = "adaptive")]
@@ -83,6 +85,11 @@ pub struct TrainConfig {
     /// Epochs of linear warm-up from lr/10 to lr
     #[arg(long, default_value_t = 1.0)]
     pub warmup_epochs: f64,
+    /// Data augmentation: shift every training image by a fresh random offset of up to N
+    /// pixels in x and y, filling with zeros; 0 = off
+    #[arg(long, value_name = "PIXELS", default_value_t = 0)]
+    #[serde(default)]
+    pub shift: usize,
     /// Minibatch size
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
@@ -133,7 +140,7 @@ impl TrainConfig {
             input_dim: data.input_dim(),
             classes: data.num_classes(),
             activation: self.activation,
-            gate_bias: self.gate_bias,
+            gate_bias: self.gate_bias(),
             residual_block_layers: self.residual_layers as usize,
             gate: self.gate,
             fixed_gate: self.fixed_gate,
@@ -142,14 +149,21 @@ impl TrainConfig {
         }
     }
 
+    /// The initial gate bias: as given, else −2 (the paper's MLPs) or −1 for conv nets, which
+    /// at −2 learn far slower (measured one epoch each: 51 % test accuracy at −2, 90 % at −1).
+    pub fn gate_bias(&self) -> f32 {
+        self.gate_bias.unwrap_or(if self.arch == Family::Conv { -1.0 } else { -2.0 })
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.batch_size >= 1, "--batch-size must be at least 1");
         anyhow::ensure!(self.epochs >= 1, "--epochs must be at least 1");
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number");
         anyhow::ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1)");
-        anyhow::ensure!(self.gate_bias.is_finite(), "--gate-bias must be finite");
+        anyhow::ensure!(self.gate_bias().is_finite(), "--gate-bias must be finite");
         anyhow::ensure!(self.max_steps != Some(0), "--max-steps must be at least 1");
+        anyhow::ensure!(self.shift <= 8, "--shift must be at most 8 pixels");
         Ok(())
     }
 }
@@ -262,7 +276,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
                 break 'epochs;
             }
             let idx = perm.narrow(0, (b * cfg.batch_size) as i64, cfg.batch_size as i64);
-            let xb = train_t.x.index_select(0, &idx); // [batch, input_dim]
+            let xb = augment::shift(&train_t.x.index_select(0, &idx), data.image_shape, cfg.shift); // [batch, input_dim]
             let yb = train_t.y.index_select(0, &idx); // [batch]
             let lr = cfg.schedule.lr(cfg, step, batches, total_steps);
             let (loss, correct) = stepper.step(&mut model, &xb, &yb, lr);
@@ -370,4 +384,32 @@ pub fn autograd_step(model: &Model, x: &Tensor, y: &Tensor, grad: &Tensor) -> (T
     });
     let correct = logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64);
     (loss.detach(), correct)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct P {
+        #[command(flatten)]
+        c: TrainConfig,
+    }
+
+    #[test]
+    fn the_gate_bias_defaults_to_minus_two_and_to_minus_one_for_conv_nets() {
+        let bias = |args: &[&str]| P::parse_from(std::iter::once("train").chain(args.iter().copied())).c.gate_bias();
+        assert_eq!(bias(&[]), -2.0);
+        assert_eq!(bias(&["--arch", "residual"]), -2.0);
+        assert_eq!(bias(&["--arch", "conv"]), -1.0);
+        assert_eq!(bias(&["--arch", "conv", "--gate-bias", "-3"]), -3.0);
+        assert_eq!(bias(&["--gate-bias", "0.5"]), 0.5);
+        // a card written before the option existed (a plain number) still reads
+        let mut v = serde_json::to_value(TrainConfig::default_recipe()).unwrap();
+        v["gate_bias"] = serde_json::json!(-2.5);
+        v.as_object_mut().unwrap().remove("shift");
+        let c: TrainConfig = serde_json::from_value(v).unwrap();
+        assert_eq!((c.gate_bias(), c.shift), (-2.5, 0));
+    }
 }

@@ -361,7 +361,7 @@ impl ViewerApp {
                 Command::StartTraining => {
                     let mut cfg = TrainConfig::default_recipe();
                     let f = &self.form;
-                    (cfg.arch, cfg.depth, cfg.width, cfg.gate_bias, cfg.lr, cfg.epochs) = (f.arch, f.depth, Some(f.width), f.gate_bias, f.lr, f.epochs);
+                    (cfg.arch, cfg.depth, cfg.width, cfg.gate_bias, cfg.lr, cfg.epochs) = (f.arch, f.depth, Some(f.width), Some(f.gate_bias), f.lr, f.epochs);
                     let c = ctx.clone();
                     match TrainerHandle::start(cfg, Cadence::Steps(f.every_steps.max(1)), move || c.request_repaint()) {
                         Ok(t) => {
