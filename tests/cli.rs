@@ -130,3 +130,31 @@ fn device_choice_cpu_auto_and_a_clear_error_for_cuda_without_a_gpu() {
         }
     }
 }
+
+#[test]
+fn init_continues_from_a_saved_model_and_refuses_another_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first.safetensors"), dir.path().join("second.safetensors"));
+    let train = |extra: &[&str], out: &std::path::Path| {
+        gatescope().args(["train", "--quiet", "--depth", "4", "--width", "16", "--epochs", "1"]).args(extra).arg("--out").arg(out).output().unwrap()
+    };
+    let out = train(&["--max-steps", "100"], &first);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // one more step at a vanishing learning rate: the parameters are the first model's
+    let out = train(&["--max-steps", "1", "--lr", "1e-12", "--warmup-epochs", "0", "--init", first.to_str().unwrap()], &second);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, _) = gatescope::model::file::load(&first).unwrap();
+    let (b, card) = gatescope::model::file::load(&second).unwrap();
+    let diff = f64::try_from((&a.flat - &b.flat).abs().max()).unwrap();
+    assert!(diff < 1e-6, "continued from the saved parameters: max difference {diff}");
+    assert_eq!(card.training["init"], first.to_str().unwrap());
+    // 100 steps in, the continued model is already far better than a fresh one
+    assert!(card.metrics.unwrap().test_accuracy > 0.7);
+
+    let out = gatescope().args(["train", "--quiet", "--depth", "5", "--width", "16", "--max-steps", "1", "--init"]).arg(&first).arg("--out").arg(&second).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--init") && err.contains("depth 4") && err.contains("depth 5"), "{err}");
+    let out = train(&["--max-steps", "1", "--init", "/nonexistent/m.safetensors"], &second);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("/nonexistent/m.safetensors") && !err.contains("panicked"), "{err}");
+}

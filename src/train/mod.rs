@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -99,6 +100,11 @@ pub struct TrainConfig {
     /// Stop after this many steps (for quick runs and tests)
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// Start from this model's parameters instead of a fresh initialisation (to train on, e.g.
+    /// with a smaller --lr); its architecture must be the one these flags describe
+    #[arg(long, value_name = "MODEL")]
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// Random seed (initialisation and batch order); the same seed gives the same run
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -252,7 +258,14 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     tch::set_num_threads(cfg.threads as i32);
     let device = cfg.device.resolve()?;
     let arch = cfg.arch(data);
-    let mut model = Model::new(arch.clone(), cfg.seed)?.to_device(device);
+    let mut model = match &cfg.init {
+        None => Model::new(arch.clone(), cfg.seed)?, // also seeds batch order and augmentation
+        Some(path) => {
+            tch::manual_seed(cfg.seed as i64);
+            start_from(path, &arch)?
+        }
+    }
+    .to_device(device);
     let (train_t, test_t) = (Tensors::train(data).to_device(device), Tensors::test(data).to_device(device));
     let n = data.train.len();
     let batches = n / cfg.batch_size;
@@ -331,6 +344,20 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
         interrupted,
     });
     Ok(Outcome { model, card })
+}
+
+/// The model of `--init`, checked against the architecture the flags describe.
+fn start_from(path: &std::path::Path, arch: &Arch) -> anyhow::Result<Model> {
+    let (m, _) = crate::model::file::load(path).with_context(|| format!("--init {}", path.display()))?;
+    let a = &m.arch;
+    let same = (a.family, a.activation, a.gate, a.depth, a.width, &a.conv_stages) == (arch.family, arch.activation, arch.gate, arch.depth, arch.width, &arch.conv_stages)
+        && a.param_specs() == arch.param_specs();
+    anyhow::ensure!(
+        same,
+        "--init {}: the model is a {:?} net (depth {}, width {}, {:?}), not the {:?} net (depth {}, width {}, {:?}) these flags describe",
+        path.display(), a.family, a.depth, a.width, a.activation, arch.family, arch.depth, arch.width, arch.activation
+    );
+    Model::from_flat(arch.clone(), m.flat)
 }
 
 /// The card of a run before it has any metrics.
