@@ -119,6 +119,15 @@ impl Arch {
         self.conv_stages.len().saturating_sub(1)
     }
 
+    /// What a column of a layer × width map is: a "unit", or in conv nets a "channel".
+    pub fn unit_name(&self) -> &'static str {
+        if self.family == Family::Conv {
+            "channel"
+        } else {
+            "unit"
+        }
+    }
+
     /// Floats one example's widest layer activation takes: width (MLPs) or width × h × w
     /// (conv nets, first stage).
     pub fn activation_floats(&self) -> usize {

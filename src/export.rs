@@ -106,12 +106,14 @@ fn rgb(c: [u8; 3]) -> RGBColor {
     RGBColor(c[0], c[1], c[2])
 }
 
-/// A row-major grid of `rows × cols` values; row 0 is layer `first_layer`.
+/// A row-major grid of `rows × cols` values; row 0 is layer `first_layer`; columns are
+/// `across` ("unit" or, in conv nets, "channel").
 struct Grid<'a> {
     rows: usize,
     cols: usize,
     values: &'a [f32],
     first_layer: usize,
+    across: &'static str,
 }
 
 /// A heatmap (layers down, units across) with its colorbar below.
@@ -131,7 +133,7 @@ fn heatmap<DB: DrawingBackend>(area: &Area<DB>, title: &str, grid: &Grid, scale:
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_desc("unit")
+        .x_desc(grid.across)
         .y_desc("layer")
         .x_labels(6)
         .y_labels(8)
@@ -189,6 +191,7 @@ fn colorbar<DB: DrawingBackend>(area: &Area<DB>, scale: Scale, label: &str) -> a
 
 fn gates<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot, sample: usize) -> anyhow::Result<()> {
     let arch = &header.card.arch;
+    let across = arch.unit_name();
     let label = header.sample_labels.get(sample).map(|&l| header.class_names().get(l as usize).cloned().unwrap_or_else(|| l.to_string()));
     let title = format!(
         "{}-layer {:?} net on {}, step {} (test accuracy {:.2} %)",
@@ -211,10 +214,10 @@ fn gates<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot, 
     };
     let depth = if w > 0 { sample_y.len() / w } else { 0 };
     let who = label.map_or("sample".to_string(), |c| format!("sample {k}, class {c}"));
-    heatmap(&panels[0], "Transform gate biases", &Grid { rows: snap.gate_bias.shape.first().copied().unwrap_or(0), cols: w, values: &snap.gate_bias.data, first_layer: first }, Scale::symmetric(&snap.gate_bias.data), "bias b_T")?;
-    heatmap(&panels[1], "Mean transform gate outputs", &Grid { rows: l, cols: w, values: &snap.mean_gate.data, first_layer: first }, Scale::unit(), "mean T over the probe set")?;
-    heatmap(&panels[2], &format!("Transform gate outputs ({who})"), &Grid { rows: if w > 0 { sample_t.len() / w } else { 0 }, cols: w, values: sample_t, first_layer: first }, Scale::unit(), "T")?;
-    heatmap(&panels[3], &format!("Block outputs ({who})"), &Grid { rows: depth, cols: w, values: sample_y, first_layer: 0 }, Scale::symmetric(sample_y), "y")?;
+    heatmap(&panels[0], "Transform gate biases", &Grid { rows: snap.gate_bias.shape.first().copied().unwrap_or(0), cols: w, values: &snap.gate_bias.data, first_layer: first, across }, Scale::symmetric(&snap.gate_bias.data), "bias b_T")?;
+    heatmap(&panels[1], "Mean transform gate outputs", &Grid { rows: l, cols: w, values: &snap.mean_gate.data, first_layer: first, across }, Scale::unit(), "mean T over the probe set")?;
+    heatmap(&panels[2], &format!("Transform gate outputs ({who})"), &Grid { rows: if w > 0 { sample_t.len() / w } else { 0 }, cols: w, values: sample_t, first_layer: first, across }, Scale::unit(), "T")?;
+    heatmap(&panels[3], &format!("Block outputs ({who})"), &Grid { rows: depth, cols: w, values: sample_y, first_layer: 0, across }, Scale::symmetric(sample_y), "y")?;
     Ok(())
 }
 
@@ -229,10 +232,11 @@ fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot
     let all: Vec<f32> = devs.iter().flat_map(|d| d.data.iter().copied()).collect();
     let scale = Scale::symmetric(&all);
     let first = header.gated_layers().first().copied().unwrap_or(1);
+    let across = header.card.arch.unit_name();
     let panels = maps.split_evenly((1, c.max(1)));
     for (i, d) in devs.iter().enumerate() {
         let name = names.get(i).cloned().unwrap_or_else(|| i.to_string());
-        let grid = Grid { rows: d.shape[0], cols: d.shape.get(1).copied().unwrap_or(0), values: &d.data, first_layer: first };
+        let grid = Grid { rows: d.shape[0], cols: d.shape.get(1).copied().unwrap_or(0), values: &d.data, first_layer: first, across };
         let rows = grid.rows.max(1);
         let mut chart = ChartBuilder::on(&panels[i])
             .caption(&name, (FONT, 16))
@@ -249,7 +253,7 @@ fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot
             mesh.y_labels(0);
         }
         let fmt = |v: &f32| format!("{}", first as i64 + rows as i64 - v.round() as i64);
-        mesh.y_label_formatter(&fmt).x_desc("unit").draw().map_err(err)?;
+        mesh.y_label_formatter(&fmt).x_desc(grid.across).draw().map_err(err)?;
         chart
             .draw_series((0..grid.rows).flat_map(|r| {
                 let g = &grid;

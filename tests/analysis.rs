@@ -167,3 +167,19 @@ fn lesion_command_reports_every_layer() {
     run_ok(gatescope().arg("export").arg(&json).args(["--figure", "4", "--out"]).arg(&png));
     check_png(&png, Figure::Lesion(&r).size());
 }
+
+#[test]
+fn the_bundled_conv_recording_exports_with_channels_across() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = gatescope::record::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/conv.gsrec")).unwrap();
+    let snap = rec.snapshots.last().unwrap();
+    assert_eq!(snap.mean_gate.shape, vec![9, 16], "9 gated layers × 16 channels");
+    for fig in [Figure::Gates { header: &rec.header, snapshot: snap, sample: 0 }, Figure::Classes { header: &rec.header, snapshot: snap }] {
+        let svg = dir.path().join("conv.svg");
+        export::save(&fig, &svg).unwrap();
+        check_svg(&svg, fig.size(), &["layer", "channel"]);
+    }
+    let svg = dir.path().join("f2.svg");
+    export::save(&Figure::Gates { header: &rec.header, snapshot: snap, sample: 0 }, &svg).unwrap();
+    check_svg(&svg, (1600, 760), &["10-layer Conv net on mnist", "test accuracy 99.47 %"]);
+}

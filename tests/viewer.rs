@@ -349,6 +349,7 @@ fn a_conv_model_shows_a_spatial_gate_map_for_the_traced_example() {
     // the snapshot keeps the layer x channel shape of the MLP views
     assert_eq!(h.state().store.snapshots[0].mean_gate.shape, vec![2, 4]);
     h.get_by_label_contains("Spatial transform gate map (conv net)");
+    assert_eq!(h.query_all_by_label_contains("rows: layers (first on top), columns: channels").count(), 4);
     h.get_by_label_contains("layer 1, channel 0: 28 x 28, mean T");
     h.state_mut().spatial_pick = (1, 3);
     h.run();

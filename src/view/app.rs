@@ -618,6 +618,7 @@ impl ViewerApp {
         let size = Vec2::new(150.0, 360.0);
         let bias_scale = Scale::symmetric(&snap.gate_bias.data);
         let y_scale = Scale::symmetric(&sample_y);
+        let across = self.store.header.as_ref().map_or("unit", |h| h.card.arch.unit_name());
         ui.horizontal_top(|ui| {
             let titles = ["Transform gate biases", "Mean transform gate outputs", "Transform gate outputs (sample)", "Block outputs (sample)"];
             let grids = [
@@ -629,7 +630,8 @@ impl ViewerApp {
             for (i, ((grid, scale, hk), title)) in grids.into_iter().zip(titles).enumerate() {
                 ui.vertical(|ui| {
                     ui.label(egui::RichText::new(title).strong());
-                    ui.label(egui::RichText::new("rows: layers (first on top), columns: units").small());
+                    ui.label(egui::RichText::new(format!("rows: layers (first on top), columns: {across}s")).small());
+                    self.heatmaps[i].axes = Some(("layer", across));
                     self.heatmaps[i].show(ui, &format!("fig2-{i}"), hk, &grid, scale, size);
                 });
             }
