@@ -339,40 +339,6 @@ fn conv_highway_forward_traces_channel_means_and_spatial_maps() {
 }
 
 #[test]
-fn a_conv_highway_net_learns_mnist_with_shifted_images() {
-    tch::set_num_threads(2);
-    let data = gatescope::data::load(gatescope::data::DatasetKind::Mnist, None).unwrap().truncated(Some(20_000), Some(2_000));
-    let mut cfg = TrainConfig::default_recipe();
-    cfg.arch = Family::Conv;
-    cfg.activation = gatescope::arch::Activation::Relu;
-    cfg.depth = 4;
-    cfg.width = Some(16);
-    cfg.shift = 2;
-    cfg.epochs = 1;
-    cfg.warmup_epochs = 0.0;
-    cfg.max_steps = Some(300);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    struct Losses(Vec<f64>);
-    impl gatescope::train::Observer for Losses {
-        fn on_batch(&mut self, s: &gatescope::train::BatchStats, _: &Model) -> anyhow::Result<()> {
-            self.0.push(s.loss);
-            Ok(())
-        }
-    }
-    let mut obs = Losses(vec![]);
-    let out = gatescope::train::train(&cfg, &data, &stop, &mut obs).unwrap();
-    assert_eq!(out.model.arch.gate_bias, -1.0, "conv nets start at b_T = −1 unless told");
-    assert_eq!(out.model.arch.conv_stages, vec![1, 1, 1]);
-    let first: f64 = obs.0[..10].iter().sum::<f64>() / 10.0;
-    let last: f64 = obs.0[obs.0.len() - 10..].iter().sum::<f64>() / 10.0;
-    // (conv nets with global average pooling start slowly: seen 2.33 → 1.16 and 2.33 → 1.36;
-    // the batches and shifts vary with the tests that share libtorch's generator)
-    assert!(last < 0.75 * first, "the loss must fall clearly: {first} → {last}");
-    let acc = out.card.metrics.unwrap().test_accuracy;
-    assert!(acc > 0.5, "test accuracy of a small conv highway net after 300 steps: {acc}");
-}
-
-#[test]
 fn the_bundled_conv_model_reaches_the_table_1_target_on_the_mnist_test_set() {
     tch::set_num_threads(2);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/conv.safetensors");
