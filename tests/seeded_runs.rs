@@ -1,13 +1,20 @@
-//! Training a conv highway net on real MNIST. Alone in its own test binary (so its own process):
-//! libtorch's random generator is process-wide, and other tests drawing from it in parallel
-//! threads would change this run's initialisation, batches and shifts. Alone, the seed fixes
-//! them, and the run is the same every time.
+//! Runs whose outcome a seed must fix. libtorch's random generator is process-wide, so tests
+//! drawing from it in parallel threads would change each other's initialisation, batches and
+//! shifts; these tests live in their own binary (their own process) and take turns (`SERIAL`).
 
 use gatescope::model::{Family, Model};
 use gatescope::train::TrainConfig;
+use tch::Tensor;
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
+}
 
 #[test]
 fn a_conv_highway_net_learns_mnist_with_shifted_images() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     let data = gatescope::data::load(gatescope::data::DatasetKind::Mnist, None).unwrap().truncated(Some(20_000), Some(2_000));
     let mut cfg = TrainConfig::default_recipe();
@@ -38,4 +45,22 @@ fn a_conv_highway_net_learns_mnist_with_shifted_images() {
     let acc = out.card.metrics.unwrap().test_accuracy;
     eprintln!("test accuracy {acc:.4}");
     assert!(acc > 0.75, "test accuracy of a small conv highway net after 300 steps: {acc}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(2);
+    let data = gatescope::data::load(gatescope::data::DatasetKind::Mnist, None).unwrap();
+    let mut cfg = TrainConfig::default_recipe();
+    cfg.depth = 8;
+    cfg.epochs = 1;
+    cfg.max_steps = Some(60);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let a = gatescope::train::train(&cfg, &data, &stop, &mut ()).unwrap();
+    let b = gatescope::train::train(&cfg, &data, &stop, &mut ()).unwrap();
+    assert_eq!(to_vec(&a.model.flat), to_vec(&b.model.flat));
+    cfg.seed = 1;
+    let c = gatescope::train::train(&cfg, &data, &stop, &mut ()).unwrap();
+    assert_ne!(to_vec(&a.model.flat), to_vec(&c.model.flat));
 }
