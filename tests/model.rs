@@ -1,6 +1,8 @@
 //! Models: the highway layer against a hand computation, the fast path against autograd,
 //! save/load, determinism, and trainability at depth 100.
 
+mod common;
+
 use gatescope::model::{file, fast, Activation, Arch, Family, ForwardOpts, Model};
 use gatescope::train::{autograd_step, Stepper, TrainConfig};
 use tch::{Kind, Tensor};
@@ -233,18 +235,8 @@ fn depth_100_highway_net_trains() {
     cfg.depth = 100;
     cfg.epochs = 1;
     cfg.max_steps = Some(300);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    struct Losses(Vec<f64>);
-    impl gatescope::train::Observer for Losses {
-        fn on_batch(&mut self, s: &gatescope::train::BatchStats, _: &Model) -> anyhow::Result<()> {
-            self.0.push(s.loss);
-            Ok(())
-        }
-    }
-    let mut obs = Losses(vec![]);
-    let out = gatescope::train::train(&cfg, &data, &stop, &mut obs).unwrap();
-    let first: f64 = obs.0[..20].iter().sum::<f64>() / 20.0;
-    let last: f64 = obs.0[obs.0.len() - 20..].iter().sum::<f64>() / 20.0;
+    let (out, losses) = common::train_with_losses(&cfg, &data);
+    let (first, last) = common::first_and_last_mean(&losses, 20);
     assert!(first > 2.0, "starts near ln 10: {first}");
     assert!(last < 0.5 * first, "the 100-layer highway net's loss must fall clearly: {first} → {last}");
     let acc = out.card.metrics.unwrap().test_accuracy;

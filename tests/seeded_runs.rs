@@ -2,7 +2,9 @@
 //! drawing from it in parallel threads would change each other's initialisation, batches and
 //! shifts; these tests live in their own binary (their own process) and take turns (`SERIAL`).
 
-use gatescope::model::{Family, Model};
+mod common;
+
+use gatescope::model::Family;
 use gatescope::train::TrainConfig;
 use tch::Tensor;
 
@@ -26,20 +28,10 @@ fn a_conv_highway_net_learns_mnist_with_shifted_images() {
     cfg.epochs = 1;
     cfg.warmup_epochs = 0.0;
     cfg.max_steps = Some(300);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    struct Losses(Vec<f64>);
-    impl gatescope::train::Observer for Losses {
-        fn on_batch(&mut self, s: &gatescope::train::BatchStats, _: &Model) -> anyhow::Result<()> {
-            self.0.push(s.loss);
-            Ok(())
-        }
-    }
-    let mut obs = Losses(vec![]);
-    let out = gatescope::train::train(&cfg, &data, &stop, &mut obs).unwrap();
+    let (out, losses) = common::train_with_losses(&cfg, &data);
     assert_eq!(out.model.arch.gate_bias, -1.0, "conv nets start at b_T = −1 unless told");
     assert_eq!(out.model.arch.conv_stages, vec![1, 1, 1]);
-    let first: f64 = obs.0[..10].iter().sum::<f64>() / 10.0;
-    let last: f64 = obs.0[obs.0.len() - 10..].iter().sum::<f64>() / 10.0;
+    let (first, last) = common::first_and_last_mean(&losses, 10);
     eprintln!("loss {first:.3} → {last:.3}");
     assert!(last < 0.5 * first, "the loss must fall clearly: {first} → {last}");
     let acc = out.card.metrics.unwrap().test_accuracy;

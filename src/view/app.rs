@@ -635,35 +635,11 @@ impl ViewerApp {
                     self.heatmaps[i].show(ui, &format!("fig2-{i}"), hk, &grid, scale, size);
                 });
             }
+            if let Some(ex) = self.example.as_ref().filter(|ex| !ex.spatial.is_empty()) {
+                ui.separator();
+                ui.vertical(|ui| spatial_gate_map(ui, ex, &mut self.spatial_pick, &mut self.spatial_map, g, first));
+            }
         });
-        self.spatial_gate_map(ui, first);
-    }
-
-    /// Conv nets: T over the image plane of the traced example, for one layer and channel.
-    fn spatial_gate_map(&mut self, ui: &mut egui::Ui, first_layer: usize) {
-        let Some(ex) = &self.example else { return };
-        if ex.spatial.is_empty() {
-            return;
-        }
-        ui.separator();
-        ui.label(egui::RichText::new("Spatial transform gate map (conv net): T of the traced example over the image plane").strong());
-        let layers = ex.spatial.len();
-        let channels = ex.spatial[0].shape.first().copied().unwrap_or(1);
-        let (mut l, mut c) = self.spatial_pick;
-        ui.horizontal(|ui| {
-            let label = ui.label("gated layer");
-            ui.add(egui::DragValue::new(&mut l).range(0..=layers - 1).custom_formatter(move |v, _| format!("{}", v as usize + first_layer))).labelled_by(label.id);
-            let label = ui.label("channel");
-            ui.add(egui::DragValue::new(&mut c).range(0..=channels.saturating_sub(1))).labelled_by(label.id);
-        });
-        (l, c) = (l.min(layers - 1), c.min(channels.saturating_sub(1)));
-        self.spatial_pick = (l, c);
-        let a = &ex.spatial[l];
-        let (h, w) = (a.shape.get(1).copied().unwrap_or(0), a.shape.get(2).copied().unwrap_or(0));
-        let plane = if a.shape.len() == 3 && c < a.shape[0] { a.row(c).to_vec() } else { vec![] };
-        ui.label(format!("layer {}, channel {c}: {h} x {w}, mean T {:.3}", l + first_layer, plane.iter().sum::<f32>() / plane.len().max(1) as f32));
-        let key = (self.store.generation << 32 | 9, (ex.index as u64) << 24 | (l as u64) << 12 | c as u64);
-        self.spatial_map.show(ui, "spatial-gate", key, &Grid { rows: h, cols: w, values: &plane, first_layer: 0 }, Scale::unit(), Vec2::new(220.0, 220.0));
     }
 
     fn figure3(&mut self, ui: &mut egui::Ui) {
@@ -778,4 +754,28 @@ impl eframe::App for ViewerApp {
         self.persisted.sample = self.sample;
         eframe::set_value(storage, STORAGE_KEY, &self.persisted);
     }
+}
+
+/// Conv nets: T over the image plane of the traced example, for one layer and channel
+/// (`pick`: gated-layer index, channel), beside the Figure-2 maps.
+fn spatial_gate_map(ui: &mut egui::Ui, ex: &SampleTrace, pick: &mut (usize, usize), map: &mut Heatmap, generation: u64, first_layer: usize) {
+    ui.label(egui::RichText::new("Spatial transform gate map (conv net)").strong());
+    ui.label(egui::RichText::new("T of the traced example over the image plane").small());
+    let layers = ex.spatial.len();
+    let channels = ex.spatial[0].shape.first().copied().unwrap_or(1);
+    let (mut l, mut c) = *pick;
+    ui.horizontal(|ui| {
+        let label = ui.label("gated layer");
+        ui.add(egui::DragValue::new(&mut l).range(0..=layers - 1).custom_formatter(move |v, _| format!("{}", v as usize + first_layer))).labelled_by(label.id);
+        let label = ui.label("channel");
+        ui.add(egui::DragValue::new(&mut c).range(0..=channels.saturating_sub(1))).labelled_by(label.id);
+    });
+    (l, c) = (l.min(layers - 1), c.min(channels.saturating_sub(1)));
+    *pick = (l, c);
+    let a = &ex.spatial[l];
+    let (h, w) = (a.shape.get(1).copied().unwrap_or(0), a.shape.get(2).copied().unwrap_or(0));
+    let plane = if a.shape.len() == 3 && c < a.shape[0] { a.row(c).to_vec() } else { vec![] };
+    ui.label(format!("layer {}, channel {c}: {h} x {w}, mean T {:.3}", l + first_layer, plane.iter().sum::<f32>() / plane.len().max(1) as f32));
+    let key = (generation << 32 | 9, (ex.index as u64) << 24 | (l as u64) << 12 | c as u64);
+    map.show(ui, "spatial-gate", key, &Grid { rows: h, cols: w, values: &plane, first_layer: 0 }, Scale::unit(), Vec2::new(200.0, 200.0));
 }

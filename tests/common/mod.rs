@@ -56,3 +56,23 @@ pub fn snapshot(step: u64, k: usize) -> Snapshot {
     }
 }
 
+
+/// Trains as `cfg` says and returns the outcome with every batch's loss, in order.
+pub fn train_with_losses(cfg: &gatescope::train::TrainConfig, data: &gatescope::data::Dataset) -> (gatescope::train::Outcome, Vec<f64>) {
+    struct Losses(Vec<f64>);
+    impl gatescope::train::Observer for Losses {
+        fn on_batch(&mut self, s: &gatescope::train::BatchStats, _: &gatescope::model::Model) -> anyhow::Result<()> {
+            self.0.push(s.loss);
+            Ok(())
+        }
+    }
+    let mut obs = Losses(vec![]);
+    let out = gatescope::train::train(cfg, data, &std::sync::atomic::AtomicBool::new(false), &mut obs).unwrap();
+    (out, obs.0)
+}
+
+/// The mean of the first and of the last `n` values.
+pub fn first_and_last_mean(v: &[f64], n: usize) -> (f64, f64) {
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    (mean(&v[..n]), mean(&v[v.len() - n..]))
+}
