@@ -9,7 +9,7 @@ use gatescope::view::app::{Persisted, Tab, ViewerApp};
 
 fn main() {
     let mut app = ViewerApp::new(Persisted::default());
-    app.open_recording_now(&gatescope::commands::default_recording()).expect("bundled recording");
+    app.open_recording_now(&gatescope::recipe::default_recording()).expect("bundled recording");
     let n = app.store.snapshots.len();
     let mut h = Harness::builder().with_size([1280.0, 800.0]).build_ui_state(|ui, app: &mut ViewerApp| app.show(ui), app);
     let mut report = Vec::new();

@@ -1,8 +1,9 @@
-//! Architectures: the three MLP families and their parameter layout. Plain data, no tensors.
+//! Architectures: the MLP families (highway, plain, residual), the conv highway net, and
+//! their parameter layout. Plain data, no tensors.
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     Highway,
@@ -14,7 +15,19 @@ pub enum Family {
     Conv,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+impl Family {
+    /// The family's name for people ("Highway", "Conv"), as in "a 50-layer Highway net".
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::Highway => "Highway",
+            Family::Plain => "Plain",
+            Family::Residual => "Residual",
+            Family::Conv => "Conv",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Activation {
     Tanh,
@@ -22,6 +35,13 @@ pub enum Activation {
 }
 
 impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+        }
+    }
+
     /// Init gain: LeCun for tanh, He for relu.
     pub fn gain(self) -> f64 {
         match self {
@@ -32,7 +52,7 @@ impl Activation {
 }
 
 /// How a highway layer's transform gate T is computed (the ablation of adaptive gating).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GateMode {
     /// T = sigmoid(W_T x + b_T): data-dependent (the paper's highway layer).

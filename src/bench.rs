@@ -6,10 +6,44 @@ use std::time::Instant;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use crate::cli::BenchArgs;
 use crate::data;
 use crate::model::{Arch, Model};
-use crate::train::{Stepper, Tensors, TrainConfig};
+use crate::recipe::{ProbeOpts, CADENCE, RECIPE, THREADS};
+use crate::session::{self, CaptureOpts};
+use crate::train::{Stepper, Tensors};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOpts {
+    pub batch_size: usize,
+    pub threads: usize,
+    /// Timed training steps per measurement.
+    pub steps: usize,
+    /// Untimed steps before each measurement.
+    pub warmup: usize,
+    /// Measurements of each path; the best counts.
+    pub rounds: usize,
+    /// A reference throughput to compute a ratio against.
+    pub reference: Option<f64>,
+    /// Also measure recording's cost over this many epochs.
+    pub record_epochs: Option<usize>,
+}
+
+impl Default for BenchOpts {
+    fn default() -> Self {
+        BenchOpts { batch_size: RECIPE.batch_size, threads: THREADS, steps: 400, warmup: 40, rounds: 3, reference: None, record_epochs: None }
+    }
+}
+
+/// How far a bench has come, for a front-end's progress display.
+pub enum Tick<'a> {
+    /// The total number of steps to come.
+    Total(u64),
+    /// One more step done.
+    Step,
+    /// What is being measured now.
+    Message(&'a str),
+}
 
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
@@ -46,16 +80,11 @@ pub struct RecordingCost {
 }
 
 /// Trains `epochs` epochs of the default recipe twice, without and with a recording.
-pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, bar: &indicatif::ProgressBar) -> anyhow::Result<RecordingCost> {
-    use crate::capture::{Cadence, Capture, Sinks};
-    use crate::probe::{ProbeSet, ProbeSize};
+pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<RecordingCost> {
     let data = data::load(data::DatasetKind::Mnist, None)?;
-    let mut cfg = TrainConfig::default_recipe();
-    cfg.epochs = epochs;
-    cfg.threads = threads;
+    let cfg = crate::recipe::TrainConfig { epochs, threads, ..RECIPE };
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let cadence: Cadence = "4epochs".parse().map_err(anyhow::Error::msg)?;
-    let (probe_n, k) = (10_000, 32);
+    let probe = ProbeOpts::default();
     let dir = std::env::temp_dir().join(format!("gatescope-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.gsrec");
@@ -64,28 +93,25 @@ pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, bar: &indica
     // alternate the two, best of `rounds` each, so that machine noise hits both alike
     let (mut p, mut r, mut snapshots, mut file_bytes) = (0f64, 0f64, 0, 0);
     for round in 0..rounds.max(1) {
-        bar.set_message(format!("round {}: training without recording", round + 1));
+        tick(Tick::Message(&format!("round {}: training without recording", round + 1)));
         let t = Instant::now();
         let plain = crate::train::train(&cfg, &data, &stop, &mut ())?;
         p = p.max(samples(&plain) / t.elapsed().as_secs_f64());
 
-        bar.set_message(format!("round {}: training with recording", round + 1));
-        let probe = ProbeSet::new(&data, ProbeSize::Count(probe_n), k);
-        let header = probe.header(crate::train::initial_card(&cfg, &data)?, "bench");
+        tick(Tick::Message(&format!("round {}: training with recording", round + 1)));
         let t = Instant::now();
-        let mut capture = Capture::new(probe, cadence, Sinks::open(&header, Some(&path), None, None)?);
-        let rec = crate::train::train(&cfg, &data, &stop, &mut capture)?;
-        snapshots = capture.snapshots;
-        capture.sinks.finish();
-        r = r.max(samples(&rec) / t.elapsed().as_secs_f64());
+        let capture = CaptureOpts { record: Some(path.clone()), every: Some(CADENCE), probe, ..Default::default() };
+        let run = session::train_recorded(&cfg, &data, capture, "bench", &stop, &mut ())?;
+        r = r.max(samples(&run.outcome) / t.elapsed().as_secs_f64());
+        snapshots = run.snapshots;
         file_bytes = std::fs::metadata(&path)?.len();
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(RecordingCost {
         epochs,
-        cadence: cadence.to_string(),
-        probe_examples: probe_n,
-        samples: k,
+        cadence: CADENCE.to_string(),
+        probe_examples: crate::recipe::PROBE_EXAMPLES,
+        samples: probe.samples,
         plain_samples_per_s: p,
         recording_samples_per_s: r,
         overhead_percent: 100.0 * (p - r) / p,
@@ -95,9 +121,8 @@ pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, bar: &indica
 }
 
 /// Samples/s of `steps` training steps after `warmup` untimed ones.
-pub fn measure(fast: bool, args: &BenchArgs, train: &Tensors, progress: &indicatif::ProgressBar) -> anyhow::Result<f64> {
-    let mut cfg = TrainConfig::default_recipe();
-    cfg.batch_size = args.batch_size;
+pub fn measure(fast: bool, args: &BenchOpts, train: &Tensors, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<f64> {
+    let cfg = crate::recipe::TrainConfig { batch_size: args.batch_size, ..RECIPE };
     let mut model = Model::new(Arch::figure2(), 0)?;
     let mut stepper = Stepper::new(&model, &cfg, fast);
     let n = train.x.size()[0];
@@ -113,33 +138,28 @@ pub fn measure(fast: bool, args: &BenchArgs, train: &Tensors, progress: &indicat
         let idx = perm.narrow(0, at, b);
         let (loss, _) = stepper.step(&mut model, &train.x.index_select(0, &idx), &train.y.index_select(0, &idx), 0.01);
         let _ = f64::try_from(&loss)?; // the trainer reads the loss every step too
-        progress.inc(1);
+        tick(Tick::Step);
     }
     Ok((args.steps * args.batch_size) as f64 / start.elapsed().as_secs_f64())
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(args.steps >= 1 && args.rounds >= 1, "--steps and --rounds must be at least 1");
     tch::set_num_threads(args.threads as i32);
     let data = data::load(data::DatasetKind::Mnist, None)?;
     let train = Tensors::train(&data);
-    let bar = indicatif::ProgressBar::new((2 * args.rounds * (args.steps + args.warmup)) as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("bench {bar:40} {pos}/{len} steps {msg}")?);
-    if args.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    tick(Tick::Total((2 * args.rounds * (args.steps + args.warmup)) as u64));
     let (mut fast, mut slow) = (0f64, 0f64);
     // Alternate the two paths so that machine noise hits both alike.
     for _ in 0..args.rounds {
-        fast = fast.max(measure(true, args, &train, &bar)?);
-        slow = slow.max(measure(false, args, &train, &bar)?);
-        bar.set_message(format!("fast {fast:.0}/s, autograd {slow:.0}/s"));
+        fast = fast.max(measure(true, args, &train, tick)?);
+        slow = slow.max(measure(false, args, &train, tick)?);
+        tick(Tick::Message(&format!("fast {fast:.0}/s, autograd {slow:.0}/s")));
     }
-    let recording = match args.record {
-        Some(epochs) => Some(recording_cost(epochs.max(1), args.threads, args.rounds, &bar)?),
+    let recording = match args.record_epochs {
+        Some(epochs) => Some(recording_cost(epochs.max(1), args.threads, args.rounds, tick)?),
         None => None,
     };
-    bar.finish_and_clear();
     Ok(BenchReport {
         model: "figure2: 784 → 50 plain → 49 highway × 50 tanh → 10".into(),
         batch_size: args.batch_size,

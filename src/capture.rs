@@ -13,39 +13,7 @@ use crate::snapshot::{Header, Message};
 use crate::stream::{Queue, SocketSink};
 use crate::train::{BatchStats, EpochStats, Observer};
 
-/// How often to take a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cadence {
-    Steps(usize),
-    Epochs(usize),
-}
-
-impl std::str::FromStr for Cadence {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: usize = num.parse().map_err(|_| format!("expected e.g. 200steps or 1epochs, got {s:?}"))?;
-        if n == 0 {
-            return Err("the cadence must be at least 1".into());
-        }
-        match unit {
-            "" | "steps" | "step" => Ok(Cadence::Steps(n)),
-            "epochs" | "epoch" => Ok(Cadence::Epochs(n)),
-            _ => Err(format!("unknown unit {unit:?} in {s:?}: use steps or epochs")),
-        }
-    }
-}
-
-impl std::fmt::Display for Cadence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Cadence::Steps(n) => write!(f, "{n}steps"),
-            Cadence::Epochs(n) => write!(f, "{n}epochs"),
-        }
-    }
-}
+pub use crate::recipe::Cadence;
 
 /// Where snapshots go.
 #[derive(Default)]
@@ -171,9 +139,9 @@ impl Observer for Capture {
 }
 
 /// Forwards every observer call to two observers (e.g. progress bars and a capture).
-pub struct Both<'a, A: Observer, B: Observer>(pub &'a mut A, pub &'a mut B);
+pub struct Both<'a, A: Observer + ?Sized, B: Observer + ?Sized>(pub &'a mut A, pub &'a mut B);
 
-impl<A: Observer, B: Observer> Observer for Both<'_, A, B> {
+impl<A: Observer + ?Sized, B: Observer + ?Sized> Observer for Both<'_, A, B> {
     fn on_start(&mut self, e: usize, b: usize, m: &Model) -> anyhow::Result<()> {
         self.0.on_start(e, b, m)?;
         self.1.on_start(e, b, m)

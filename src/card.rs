@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
-use crate::model::Arch;
+use crate::arch::Arch;
 
 pub const FORMAT: &str = "gatescope-model";
 pub const FORMAT_VERSION: u32 = 1;

@@ -10,6 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::colormap::{Colormap, Scale};
+use crate::figures::{self, Map, Sample};
 use crate::report::{AblationReport, LesionReport, SweepReport};
 use crate::snapshot::{Header, Snapshot};
 
@@ -106,18 +107,9 @@ fn rgb(c: [u8; 3]) -> RGBColor {
     RGBColor(c[0], c[1], c[2])
 }
 
-/// A row-major grid of `rows × cols` values; row 0 is layer `first_layer`; columns are
-/// `across` ("unit" or, in conv nets, "channel").
-struct Grid<'a> {
-    rows: usize,
-    cols: usize,
-    values: &'a [f32],
-    first_layer: usize,
-    across: &'static str,
-}
-
 /// A heatmap (layers down, units across) with its colorbar below.
-fn heatmap<DB: DrawingBackend>(area: &Area<DB>, title: &str, grid: &Grid, scale: Scale, bar_label: &str) -> anyhow::Result<()> {
+fn heatmap<DB: DrawingBackend>(area: &Area<DB>, map: &Map) -> anyhow::Result<()> {
+    let (title, grid, scale, bar_label) = (map.title.as_str(), &map.grid, map.scale, map.quantity);
     let (_, h) = area.dim_in_pixel();
     let (top, bottom) = area.split_vertically(h.saturating_sub(90));
     let rows = grid.rows.max(1);
@@ -133,7 +125,7 @@ fn heatmap<DB: DrawingBackend>(area: &Area<DB>, title: &str, grid: &Grid, scale:
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_desc(grid.across)
+        .x_desc(map.across)
         .y_desc("layer")
         .x_labels(6)
         .y_labels(8)
@@ -190,56 +182,30 @@ fn colorbar<DB: DrawingBackend>(area: &Area<DB>, scale: Scale, label: &str) -> a
 }
 
 fn gates<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot, sample: usize) -> anyhow::Result<()> {
-    let arch = &header.card.arch;
-    let across = arch.unit_name();
-    let label = header.sample_labels.get(sample).map(|&l| header.class_names().get(l as usize).cloned().unwrap_or_else(|| l.to_string()));
-    let title = format!(
-        "{}-layer {:?} net on {}, step {} (test accuracy {:.2} %)",
-        arch.depth,
-        arch.family,
-        header.card.dataset.name.name(),
-        snap.step,
-        snap.test_accuracy * 100.0
-    );
-    let root = root.titled(&title, (FONT, 22)).map_err(err)?;
-    let panels = root.split_evenly((1, 4));
-    let w = snap.mean_gate.shape.get(1).copied().unwrap_or(arch.width);
-    let l = snap.mean_gate.shape.first().copied().unwrap_or(0);
-    let first = header.gated_layers().first().copied().unwrap_or(1);
     let k = sample.min(snap.sample_gates.shape.first().copied().unwrap_or(1).saturating_sub(1));
-    let (sample_t, sample_y) = if snap.sample_gates.shape.len() == 3 && k < snap.sample_gates.shape[0] {
-        (snap.sample_gates.row(k), snap.sample_blocks.row(k))
-    } else {
-        (&[][..], &[][..])
-    };
-    let depth = if w > 0 { sample_y.len() / w } else { 0 };
-    let who = label.map_or("sample".to_string(), |c| format!("sample {k}, class {c}"));
-    heatmap(&panels[0], "Transform gate biases", &Grid { rows: snap.gate_bias.shape.first().copied().unwrap_or(0), cols: w, values: &snap.gate_bias.data, first_layer: first, across }, Scale::symmetric(&snap.gate_bias.data), "bias b_T")?;
-    heatmap(&panels[1], "Mean transform gate outputs", &Grid { rows: l, cols: w, values: &snap.mean_gate.data, first_layer: first, across }, Scale::unit(), "mean T over the probe set")?;
-    heatmap(&panels[2], &format!("Transform gate outputs ({who})"), &Grid { rows: if w > 0 { sample_t.len() / w } else { 0 }, cols: w, values: sample_t, first_layer: first, across }, Scale::unit(), "T")?;
-    heatmap(&panels[3], &format!("Block outputs ({who})"), &Grid { rows: depth, cols: w, values: sample_y, first_layer: 0, across }, Scale::symmetric(sample_y), "y")?;
+    let fig = figures::figure2(header, snap, Sample::Probe(k));
+    let root = root.titled(&fig.title, (FONT, 22)).map_err(err)?;
+    let panels = root.split_evenly((1, 4));
+    for (area, map) in panels.iter().zip(&fig.maps) {
+        heatmap(area, map)?;
+    }
     Ok(())
 }
 
 fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot) -> anyhow::Result<()> {
-    let names = header.class_names();
-    let c = snap.class_mean_gate.shape.first().copied().unwrap_or(0).min(names.len().max(1));
-    let title = format!("Mean transform gate output per class minus the overall mean (step {})", snap.step);
-    let root = root.titled(&title, (FONT, 22)).map_err(err)?;
+    let fig = figures::figure3(header, snap);
+    let root = root.titled(&fig.title, (FONT, 22)).map_err(err)?;
     let (_, h) = root.dim_in_pixel();
     let (maps, bar) = root.split_vertically(h.saturating_sub(80));
-    let devs: Vec<_> = (0..c).map(|i| snap.class_deviation(i)).collect();
-    let all: Vec<f32> = devs.iter().flat_map(|d| d.data.iter().copied()).collect();
-    let scale = Scale::symmetric(&all);
-    let first = header.gated_layers().first().copied().unwrap_or(1);
-    let across = header.card.arch.unit_name();
-    let panels = maps.split_evenly((1, c.max(1)));
-    for (i, d) in devs.iter().enumerate() {
-        let name = names.get(i).cloned().unwrap_or_else(|| i.to_string());
-        let grid = Grid { rows: d.shape[0], cols: d.shape.get(1).copied().unwrap_or(0), values: &d.data, first_layer: first, across };
+    let scale = fig.scale;
+    let first = fig.first_layer;
+    let panels = maps.split_evenly((1, fig.classes.len().max(1)));
+    for i in 0..fig.classes.len() {
+        let Some(map) = fig.map(i) else { continue };
+        let grid = map.grid;
         let rows = grid.rows.max(1);
         let mut chart = ChartBuilder::on(&panels[i])
-            .caption(&name, (FONT, 16))
+            .caption(&map.title, (FONT, 16))
             .margin(4)
             .x_label_area_size(28)
             .y_label_area_size(if i == 0 { 40 } else { 6 })
@@ -253,12 +219,11 @@ fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot
             mesh.y_labels(0);
         }
         let fmt = |v: &f32| format!("{}", first as i64 + rows as i64 - v.round() as i64);
-        mesh.y_label_formatter(&fmt).x_desc(grid.across).draw().map_err(err)?;
+        mesh.y_label_formatter(&fmt).x_desc(map.across).draw().map_err(err)?;
         chart
             .draw_series((0..grid.rows).flat_map(|r| {
-                let g = &grid;
-                (0..g.cols).map(move |col| {
-                    let v = g.values[r * g.cols + col];
+                (0..grid.cols).map(move |col| {
+                    let v = grid.values[r * grid.cols + col];
                     let y = (rows - r) as f32;
                     Rectangle::new([(col as f32, y - 1.0), (col as f32 + 1.0, y)], rgb(scale.map.rgb(v, scale.lo, scale.hi)).filled())
                 })
@@ -267,7 +232,7 @@ fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot
     }
     let (bw, _) = bar.dim_in_pixel();
     let bar = bar.margin(0, 0, bw as i32 / 4, bw as i32 / 4);
-    colorbar(&bar, scale, "class mean T minus overall mean T")
+    colorbar(&bar, scale, fig.quantity)
 }
 
 /// A colour per curve, from viridis, kept away from its pale yellow end.
@@ -346,20 +311,20 @@ fn ablation<DB: DrawingBackend>(root: &Area<DB>, r: &AblationReport) -> anyhow::
 }
 
 fn lesion<DB: DrawingBackend>(root: &Area<DB>, r: &LesionReport) -> anyhow::Result<()> {
-    let root = root.titled(&format!("Lesioned layers: all transform gates of one layer closed ({})", r.dataset), (FONT, 22)).map_err(err)?;
-    let first = r.layers.first().map_or(1, |x| x.layer);
-    let last = r.layers.last().map_or(1, |x| x.layer);
-    let top = r.layers.iter().flat_map(|x| [x.train.error(), x.test.error()]).chain([r.baseline_train.error(), r.baseline_test.error()]).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let fig = figures::figure4(r);
+    let root = root.titled(&fig.title, (FONT, 22)).map_err(err)?;
+    let first = fig.train.first().map_or(1, |x| x.0);
+    let last = fig.train.last().map_or(1, |x| x.0);
     let mut chart = ChartBuilder::on(&root)
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d(first as f64 - 0.5..last as f64 + 0.5, 0f64..(top * 1.15).max(1e-3))
+        .build_cartesian_2d(first as f64 - 0.5..last as f64 + 0.5, 0f64..(fig.top * 1.15).max(1e-3))
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("lesioned layer")
-        .y_desc("error rate")
+        .x_desc(fig.x_label)
+        .y_desc(fig.y_label)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 15))
         .x_label_formatter(&|v| format!("{}", v.round() as i64))
@@ -369,27 +334,28 @@ fn lesion<DB: DrawingBackend>(root: &Area<DB>, r: &LesionReport) -> anyhow::Resu
         .map_err(err)?;
     let bar = RGBColor(59, 81, 139);
     chart
-        .draw_series(r.layers.iter().map(|x| Rectangle::new([(x.layer as f64 - 0.4, 0.0), (x.layer as f64 + 0.4, x.train.error())], bar.mix(0.85).filled())))
+        .draw_series(fig.train.iter().map(|&(l, e)| Rectangle::new([(l as f64 - 0.4, 0.0), (l as f64 + 0.4, e)], bar.mix(0.85).filled())))
         .map_err(err)?
-        .label(format!("training error, layer lesioned ({} examples)", r.train_examples))
+        .label(fig.train_label.as_str())
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], bar.filled()));
     let test = RGBColor(214, 96, 77);
     chart
-        .draw_series(LineSeries::new(r.layers.iter().map(|x| (x.layer as f64, x.test.error())), test.stroke_width(2)).point_size(3))
+        .draw_series(LineSeries::new(fig.test.iter().map(|&(l, e)| (l as f64, e)), test.stroke_width(2)).point_size(3))
         .map_err(err)?
-        .label(format!("test error, layer lesioned ({} examples)", r.test_examples))
+        .label(fig.test_label.as_str())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], test.stroke_width(2)));
-    let span = [(first as f64 - 0.5, r.baseline_train.error()), (last as f64 + 0.5, r.baseline_train.error())];
+    let (bt, be) = (fig.baseline_train.0, fig.baseline_test.0);
+    let span = [(first as f64 - 0.5, bt), (last as f64 + 0.5, bt)];
     chart
         .draw_series(DashedLineSeries::new(span, 8, 5, BLACK.stroke_width(2)))
         .map_err(err)?
-        .label(format!("training error, no lesion ({:.2} %)", r.baseline_train.error() * 100.0))
+        .label(fig.baseline_train.1.as_str())
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 6, y)], BLACK.stroke_width(2)));
-    let span = [(first as f64 - 0.5, r.baseline_test.error()), (last as f64 + 0.5, r.baseline_test.error())];
+    let span = [(first as f64 - 0.5, be), (last as f64 + 0.5, be)];
     chart
         .draw_series(DashedLineSeries::new(span, 4, 4, test.stroke_width(1)))
         .map_err(err)?
-        .label(format!("test error, no lesion ({:.2} %)", r.baseline_test.error() * 100.0))
+        .label(fig.baseline_test.1.as_str())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 6, y)], test.stroke_width(1)));
     chart
         .configure_series_labels()

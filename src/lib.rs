@@ -1,7 +1,8 @@
 //! gatescope: train highway networks with libtorch and see what their gates do.
 //!
-//! Data flows one way: `data` → `model` → `train` → (CLI: `cli`, `commands`).
-//! See ARCHITECTURE.md for the map and the invariants.
+//! Data flows one way: `data` → `model` → `train` → `capture`/`probe` → `snapshot` →
+//! `record`/`stream` → `view`; `session` holds the services every front-end shares, and `cli`
+//! is the command line on top. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod arch;
 pub mod bench;
@@ -9,16 +10,18 @@ pub mod capture;
 pub mod card;
 pub mod cli;
 pub mod colormap;
-pub mod commands;
 pub mod data;
 pub mod export;
+pub mod figures;
 pub mod lesion;
 pub mod model;
 pub mod probe;
+pub mod recipe;
 pub mod record;
 pub mod report;
+pub mod session;
 pub mod snapshot;
-pub mod sweep;
 pub mod stream;
+pub mod sweep;
 pub mod train;
 pub mod view;

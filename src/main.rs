@@ -8,7 +8,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     gatescope::model::keep_freed_tensor_memory();
-    match gatescope::commands::run() {
+    match gatescope::cli::run() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -12,25 +12,7 @@ use crate::snapshot::{Array, Header, LayerStats, Snapshot};
 /// Examples per probe chunk.
 const CHUNK: i64 = 2_500;
 
-/// How many training examples the means are taken over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeSize {
-    All,
-    Count(usize),
-}
-
-impl std::str::FromStr for ProbeSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "all" {
-            return Ok(ProbeSize::All);
-        }
-        match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(ProbeSize::Count(n)),
-            _ => Err(format!("expected a positive number of examples or `all`, got {s:?}")),
-        }
-    }
-}
+pub use crate::recipe::ProbeSize;
 
 /// The fixed probe set: the first N training examples, and K samples spread across classes.
 pub struct ProbeSet {

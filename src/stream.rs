@@ -192,38 +192,46 @@ pub enum StreamEvent {
     Disconnected { peer: SocketAddr, error: Option<String> },
 }
 
-/// Accepts trainers on `addr` and forwards their messages as [`StreamEvent`]s.
+/// Where a listener's events go; false when nobody listens any more.
+pub type EventSink = Arc<dyn Fn(StreamEvent) -> bool + Send + Sync>;
+
+/// Accepts trainers on `addr` and hands their messages, as [`StreamEvent`]s, to a sink.
 pub struct Listener {
     pub addr: SocketAddr,
-    pub events: mpsc::Receiver<StreamEvent>,
     stop: Arc<AtomicBool>,
 }
 
 impl Listener {
-    /// Binds `addr` (give a loopback address unless others should reach it). `wake` is called
-    /// after every event (the viewer asks for a repaint there).
-    pub fn bind(addr: &str, wake: Arc<dyn Fn() + Send + Sync>) -> anyhow::Result<Self> {
+    /// Binds `addr` (give a loopback address unless others should reach it); every event goes
+    /// to `sink`, from the connection's own thread.
+    pub fn bind(addr: &str, sink: EventSink) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
         std::thread::Builder::new().name("gatescope-listen".into()).spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((sock, peer)) => {
-                        let (tx, wake, st) = (tx.clone(), wake.clone(), st.clone());
+                        let (sink, st) = (sink.clone(), st.clone());
                         let _ = std::thread::Builder::new()
                             .name(format!("gatescope-peer-{peer}"))
-                            .spawn(move || read_peer(sock, peer, &tx, &*wake, &st));
+                            .spawn(move || read_peer(sock, peer, &*sink, &st));
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
             }
         })?;
-        Ok(Listener { addr: local, events: rx, stop })
+        Ok(Listener { addr: local, stop })
+    }
+
+    /// [`Listener::bind`] into a channel, for receivers that poll (tests, headless tools).
+    pub fn channel(addr: &str) -> anyhow::Result<(Self, mpsc::Receiver<StreamEvent>)> {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let l = Listener::bind(addr, Arc::new(move |e| tx.lock().map(|t| t.send(e).is_ok()).unwrap_or(false)))?;
+        Ok((l, rx))
     }
 }
 
@@ -233,14 +241,9 @@ impl Drop for Listener {
     }
 }
 
-fn read_peer(mut sock: TcpStream, peer: SocketAddr, tx: &mpsc::Sender<StreamEvent>, wake: &(dyn Fn() + Send + Sync), stop: &AtomicBool) {
+fn read_peer(mut sock: TcpStream, peer: SocketAddr, send: &(dyn Fn(StreamEvent) -> bool + Send + Sync), stop: &AtomicBool) {
     let _ = sock.set_nonblocking(false);
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
-    let send = |e: StreamEvent| {
-        let ok = tx.send(e).is_ok();
-        wake();
-        ok
-    };
     if !send(StreamEvent::Connected { peer }) {
         return;
     }

@@ -2,6 +2,7 @@
 //! drawing from it in parallel threads would change each other's initialisation, batches and
 //! shifts; these tests live in their own binary (their own process) and take turns (`SERIAL`).
 
+#[path = "suite/common.rs"]
 mod common;
 
 use gatescope::model::Family;

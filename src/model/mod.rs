@@ -29,18 +29,7 @@ pub fn activate(a: Activation, x: &Tensor) -> Tensor {
     }
 }
 
-/// Where tensors live: `--device cpu|cuda|auto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeviceChoice {
-    /// The CPU (the default)
-    #[default]
-    Cpu,
-    /// The first CUDA GPU; an error if libtorch has no CUDA or no GPU is visible
-    Cuda,
-    /// A CUDA GPU when there is one, else the CPU
-    Auto,
-}
+pub use crate::recipe::DeviceChoice;
 
 impl DeviceChoice {
     pub fn resolve(self) -> anyhow::Result<tch::Device> {

@@ -6,181 +6,17 @@
 pub mod augment;
 pub mod optim;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::data::{Dataset, DatasetKind};
+use crate::data::Dataset;
 use crate::model::file::{DatasetInfo, Metrics, ModelCard};
-use crate::model::{fast, images_tensor, labels_tensor, Activation, Arch, Family, ForwardOpts, Model};
+use crate::model::{fast, images_tensor, labels_tensor, Arch, ForwardOpts, Model};
+pub use crate::recipe::TrainConfig;
 pub use optim::{Optimizer, Schedule, Sgd};
-
-/// Everything that defines a training run. Also the `gatescope train` flags.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
-pub struct TrainConfig {
-    /// Dataset to train on (MNIST is bundled; CIFAR needs --data-dir)
-    #[arg(long, value_enum, default_value = "mnist")]
-    pub dataset: DatasetKind,
-    /// Folder with the dataset's files (MNIST: the four IDX files, gzipped or not;
-    /// CIFAR-10: data_batch_1..5.bin, test_batch.bin; CIFAR-100: train.bin, test.bin)
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Network family
-    #[arg(long, value_enum, default_value = "highway")]
-    pub arch: Family,
-    /// Hidden layers, counting the plain first layer (Figure 2: 50 = 1 plain + 49 highway)
-    #[arg(long, default_value_t = 50)]
-    pub depth: usize,
-    /// Units per hidden layer [default: 50; plain: 71, so a layer has about as many
-    /// parameters as a highway layer, as in the paper's Figure 1]
-    #[arg(long)]
-    pub width: Option<usize>,
-    /// Activation of the blocks H (and of residual branches and plain layers)
-    #[arg(long, value_enum, default_value = "tanh")]
-    pub activation: Activation,
-    /// Initial transform-gate bias b_T (highway); negative biases the net towards carrying
-    /// [default: -2; conv: -1, see ARCHITECTURE.md, "Initialisation"]
-    #[arg(long, allow_hyphen_values = true)]
-    pub gate_bias: Option<f32>,
-    /// How a highway layer's gate T is computed: adaptive (sigmoid(W_T x + b_T), the paper),
-    /// learned (sigmoid(b_T), one value per unit for every input) or fixed (--fixed-gate)
-    #[arg(long, value_enum, default_value = "adaptive")]
-    #[serde(default)]
-    pub gate: crate::arch::GateMode,
-    /// T of every unit with --gate fixed
-    #[arg(long, default_value_t = 0.5)]
-    #[serde(default = "half")]
-    pub fixed_gate: f32,
-    /// Conv nets: stages of highway layers, with 2×2 max pooling between them
-    #[arg(long, default_value_t = 3)]
-    #[serde(default = "three")]
-    pub stages: usize,
-    /// Layers in a residual branch F (residual: y = x + F(x)), 1 or 2
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub residual_layers: u8,
-    /// Optimiser
-    #[arg(long, value_enum, default_value = "sgd")]
-    pub optimizer: Optimizer,
-    /// Peak learning rate
-    #[arg(long, default_value_t = 0.1)]
-    pub lr: f64,
-    /// Momentum
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay
-    #[arg(long, default_value_t = 5e-4)]
-    pub weight_decay: f64,
-    /// Learning-rate schedule over the run
-    #[arg(long, value_enum, default_value = "cosine")]
-    pub schedule: Schedule,
-    /// step schedule: epochs between decays
-    #[arg(long, default_value_t = 10)]
-    pub lr_step_epochs: usize,
-    /// step and exponential schedules: decay factor (per step of the schedule / per epoch)
-    #[arg(long, default_value_t = 0.5)]
-    pub lr_gamma: f64,
-    /// Epochs of linear warm-up from lr/10 to lr
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup_epochs: f64,
-    /// Data augmentation: shift every training image by a fresh random offset of up to N
-    /// pixels in x and y, filling with zeros; 0 = off
-    #[arg(long, value_name = "PIXELS", default_value_t = 0)]
-    #[serde(default)]
-    pub shift: usize,
-    /// Minibatch size
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Epochs
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
-    /// Stop after this many steps (for quick runs and tests)
-    #[arg(long)]
-    pub max_steps: Option<usize>,
-    /// Start from this model's parameters instead of a fresh initialisation (to train on, e.g.
-    /// with a smaller --lr); its architecture must be the one these flags describe
-    #[arg(long, value_name = "MODEL")]
-    #[serde(default)]
-    pub init: Option<PathBuf>,
-    /// Random seed (initialisation and batch order); the same seed gives the same run
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Intra-op threads for libtorch [default: 2]
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Where to train (and probe): cpu, cuda (a GPU; an error without one) or auto
-    #[arg(long, value_enum, default_value = "cpu")]
-    #[serde(default)]
-    pub device: crate::model::DeviceChoice,
-    /// Use autograd instead of the fused highway kernel with its hand-written backward
-    /// (same numbers, slower; other families always use autograd)
-    #[arg(long)]
-    pub no_fast: bool,
-}
-
-impl TrainConfig {
-    /// The defaults of `gatescope train` (the Figure-2 model on MNIST).
-    pub fn default_recipe() -> Self {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct P {
-            #[command(flatten)]
-            c: TrainConfig,
-        }
-        P::parse_from(["train"]).c
-    }
-
-    pub fn arch(&self, data: &Dataset) -> Arch {
-        let width = self.width.unwrap_or(match self.arch {
-            Family::Plain => 71,
-            Family::Conv => 16,
-            _ => 50,
-        });
-        Arch {
-            family: self.arch,
-            depth: self.depth,
-            width,
-            input_dim: data.input_dim(),
-            classes: data.num_classes(),
-            activation: self.activation,
-            gate_bias: self.gate_bias(),
-            residual_block_layers: self.residual_layers as usize,
-            gate: self.gate,
-            fixed_gate: self.fixed_gate,
-            conv_stages: if self.arch == Family::Conv { Arch::split_stages(self.depth.saturating_sub(1), self.stages) } else { vec![] },
-            image_shape: (self.arch == Family::Conv).then_some(data.image_shape),
-        }
-    }
-
-    /// The initial gate bias: as given, else −2 (the paper's MLPs) or −1 for conv nets, which
-    /// at −2 learn far slower (measured one epoch each: 51 % test accuracy at −2, 90 % at −1).
-    pub fn gate_bias(&self) -> f32 {
-        self.gate_bias.unwrap_or(if self.arch == Family::Conv { -1.0 } else { -2.0 })
-    }
-
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.batch_size >= 1, "--batch-size must be at least 1");
-        anyhow::ensure!(self.epochs >= 1, "--epochs must be at least 1");
-        anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
-        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "--lr must be a positive number");
-        anyhow::ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1)");
-        anyhow::ensure!(self.gate_bias().is_finite(), "--gate-bias must be finite");
-        anyhow::ensure!(self.max_steps != Some(0), "--max-steps must be at least 1");
-        anyhow::ensure!(self.shift <= 8, "--shift must be at most 8 pixels");
-        Ok(())
-    }
-}
-
-fn half() -> f32 {
-    0.5
-}
-
-fn three() -> usize {
-    3
-}
 
 /// Where a batch stands.
 #[derive(Debug, Clone, Copy)]
@@ -411,32 +247,4 @@ pub fn autograd_step(model: &Model, x: &Tensor, y: &Tensor, grad: &Tensor) -> (T
     });
     let correct = logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64);
     (loss.detach(), correct)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(clap::Parser)]
-    struct P {
-        #[command(flatten)]
-        c: TrainConfig,
-    }
-
-    #[test]
-    fn the_gate_bias_defaults_to_minus_two_and_to_minus_one_for_conv_nets() {
-        let bias = |args: &[&str]| P::parse_from(std::iter::once("train").chain(args.iter().copied())).c.gate_bias();
-        assert_eq!(bias(&[]), -2.0);
-        assert_eq!(bias(&["--arch", "residual"]), -2.0);
-        assert_eq!(bias(&["--arch", "conv"]), -1.0);
-        assert_eq!(bias(&["--arch", "conv", "--gate-bias", "-3"]), -3.0);
-        assert_eq!(bias(&["--gate-bias", "0.5"]), 0.5);
-        // a card written before the option existed (a plain number) still reads
-        let mut v = serde_json::to_value(TrainConfig::default_recipe()).unwrap();
-        v["gate_bias"] = serde_json::json!(-2.5);
-        v.as_object_mut().unwrap().remove("shift");
-        let c: TrainConfig = serde_json::from_value(v).unwrap();
-        assert_eq!((c.gate_bias(), c.shift), (-2.5, 0));
-    }
 }

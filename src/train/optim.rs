@@ -1,32 +1,11 @@
 //! SGD with momentum or Nesterov momentum over one flat parameter buffer, and the
 //! learning-rate schedules.
 
-use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::TrainConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Optimizer {
-    /// SGD with (heavy-ball) momentum, as PyTorch's SGD
-    Sgd,
-    /// SGD with Nesterov momentum
-    Nesterov,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Schedule {
-    /// Constant learning rate
-    Constant,
-    /// Multiply by --lr-gamma every --lr-step-epochs epochs
-    Step,
-    /// Multiply by --lr-gamma every epoch
-    Exponential,
-    /// Cosine from --lr down to 0 over the run
-    Cosine,
-}
+pub use crate::recipe::{Optimizer, Schedule};
 
 impl Schedule {
     /// The learning rate of step `step` (0-based) of a run of `total` steps.

@@ -1,12 +1,19 @@
-//! The desktop viewer (eframe/egui): Figure 2 and 3 of the highway paper, live.
+//! The desktop viewer (eframe/egui): the paper's Figures 1–4, live.
 //!
-//! `store` holds what is shown; `heatmap` and `colormap` draw layer × unit maps as cached
-//! textures; `app` lays out the panels and carries out their commands; `worker` does the heavy
-//! work (opening, probing, training) off the UI thread.
+//! `store` holds what is shown; `event` is the one channel by which everything from outside
+//! arrives (files, model sessions, sockets, the in-viewer trainer); `panels` draw and return
+//! commands; `layout` frames them; `app` drains events and carries out commands; `heatmap`
+//! and `colormap` draw layer × unit maps as cached textures; `worker` runs the services of
+//! `session` off the UI thread.
 
 pub mod app;
 pub mod colormap;
+pub mod command;
+pub mod event;
 pub mod heatmap;
+pub mod layout;
+pub mod panels;
+pub mod persisted;
 pub mod store;
 pub mod worker;
 
@@ -35,7 +42,7 @@ pub fn run(opts: ViewOptions) -> anyhow::Result<()> {
                 app.queue(app::Command::Open(p));
             }
             if let Some(addr) = opts.listen {
-                app.listen(&addr, &cc.egui_ctx);
+                app.listen(&addr);
             }
             Ok(Box::new(app))
         }),

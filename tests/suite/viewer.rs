@@ -1,7 +1,7 @@
 //! The viewer, rendered headless with egui_kittest: open the bundled recording, find widgets by
 //! their labels, move the timeline and the sample picker, and check what the views show.
 
-mod common;
+use crate::common;
 
 use eframe::egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
@@ -10,7 +10,7 @@ use gatescope::view::app::{Command, Persisted, ViewerApp};
 
 fn app_with_default_recording() -> ViewerApp {
     let mut app = ViewerApp::new(Persisted::default());
-    app.open_recording_now(&gatescope::commands::default_recording()).unwrap();
+    app.open_recording_now(&gatescope::recipe::default_recording()).unwrap();
     app
 }
 
@@ -72,7 +72,7 @@ fn figure_3_and_the_layer_inspector() {
     }
     h.get_by_label("7").click();
     h.run();
-    assert_eq!(h.state().enlarged, Some(7));
+    assert_eq!(h.state().panels.figure3.enlarged, Some(gatescope::view::panels::Enlarged::Class(7)));
     h.get_by_label("class 7");
     h.get_by_label("back to all classes").click();
     h.run();
@@ -156,7 +156,7 @@ fn a_model_file_opens_by_probing_and_any_example_can_be_traced() {
 #[test]
 fn the_training_panel_streams_a_run_into_the_view() {
     let mut app = ViewerApp::new(Persisted::default());
-    (app.form.depth, app.form.width, app.form.epochs, app.form.every_steps) = (4, 16, 1, 100);
+    (app.panels.side.form.depth, app.panels.side.form.width, app.panels.side.form.epochs, app.panels.side.form.every_steps) = (4, 16, 1, 100);
     let mut h = harness(app);
     h.run();
     h.get_by_label("Start training").click();
@@ -190,9 +190,9 @@ fn the_lesion_panel_lesions_a_layer_live_and_exports_figure_4() {
     h.run();
     h.get_by_label("No layer lesioned.");
     // pick layer 7 and lesion it: every map of the open model follows
-    h.state_mut().an.pick = 7;
+    h.state_mut().panels.lesion.pick = 7;
     h.get_by_label("Lesion this layer").click();
-    step_until(&mut h, |a| a.an.lesioned == Some(7) && a.example.is_some());
+    step_until(&mut h, |a| a.lesioned == Some(7) && a.example.is_some());
     h.get_by_label("layer 7 lesioned");
     let after = h.state().store.snapshots[0].clone();
     let w = 50;
@@ -206,7 +206,7 @@ fn the_lesion_panel_lesions_a_layer_live_and_exports_figure_4() {
     h.get_by_label("Figure 4: lesions").click();
     h.run();
     h.get_by_label("Clear lesion").click();
-    step_until(&mut h, |a| a.an.lesioned.is_none() && a.status == "no layer lesioned");
+    step_until(&mut h, |a| a.lesioned.is_none() && a.status == "no layer lesioned");
     assert_eq!(h.state().store.snapshots[0].mean_gate, before.mean_gate);
     h.get_by_label("Figure 2: gates per layer").click();
     h.run();
@@ -217,8 +217,8 @@ fn the_lesion_panel_lesions_a_layer_live_and_exports_figure_4() {
     h.run();
     h.get_by_label("Lesion every layer (train and test sets)").click();
     // 49 layers on 70,000 examples: seconds in release, about a minute in the test profile
-    step_until_within(&mut h, 900, |a| a.an.lesions.is_some());
-    let r = h.state().an.lesions.clone().unwrap();
+    step_until_within(&mut h, 900, |a| a.panels.lesion.report.is_some());
+    let r = h.state().panels.lesion.report.clone().unwrap();
     assert_eq!(r.layers.len(), 49);
     assert_eq!(r.train_examples, 60_000);
     let worst = r.worst().unwrap();
@@ -247,7 +247,7 @@ fn reports_open_in_the_viewer_as_a_table() {
     let mut app = app_with_default_recording();
     app.queue(Command::Open(path));
     let mut h = harness(app);
-    step_until(&mut h, |a| a.an.report.is_some());
+    step_until(&mut h, |a| a.panels.studies.report.is_some());
     h.run();
     assert_eq!(h.state().tab, gatescope::view::app::Tab::Studies);
     h.get_by_label_contains("Gate ablation on mnist: depth 50");
@@ -266,7 +266,7 @@ fn reports_open_in_the_viewer_as_a_table() {
 #[test]
 fn two_recordings_side_by_side_and_their_difference() {
     let dir = tempfile::tempdir().unwrap();
-    let rec = gatescope::record::open(&gatescope::commands::default_recording()).unwrap();
+    let rec = gatescope::record::open(&gatescope::recipe::default_recording()).unwrap();
     let mut snaps = rec.snapshots.clone();
     for s in &mut snaps {
         s.mean_gate.data[0] += 0.5; // mean T is stored exactly (f32)
@@ -281,28 +281,28 @@ fn two_recordings_side_by_side_and_their_difference() {
     h.get_by_label("Compare runs").click();
     h.run();
     h.get_by_label_contains("Open a second recording (B)");
-    h.state_mut().an.other_path = other.display().to_string();
+    h.state_mut().panels.compare.other_path = other.display().to_string();
     h.get_by_label("Open B").click();
-    step_until(&mut h, |a| a.an.other.is_some());
+    step_until(&mut h, |a| a.panels.compare.other.is_some());
     h.run();
     h.get_by_label_contains("A: default.gsrec (step");
     h.get_by_label_contains("B: other.gsrec (step");
     h.get_by_label("largest |A - B|: 0.5000");
     // another map: the gate biases are the same in both
-    h.state_mut().an.quantity = gatescope::view::app::Quantity::GateBias;
+    h.state_mut().panels.compare.quantity = gatescope::view::panels::Quantity::GateBias;
     h.run();
     h.get_by_label("largest |A - B|: 0.0000");
     // a run of another shape: side by side, but no difference
-    h.state_mut().an.quantity = gatescope::view::app::Quantity::MeanGate;
+    h.state_mut().panels.compare.quantity = gatescope::view::panels::Quantity::MeanGate;
     h.state_mut().queue(Command::OpenOther(small));
-    step_until(&mut h, |a| a.an.other.as_ref().is_some_and(|o| o.snapshots.len() == 1));
+    step_until(&mut h, |a| a.panels.compare.other.as_ref().is_some_and(|o| o.snapshots.len() == 1));
     h.run();
     h.get_by_label_contains("The maps differ in shape (A: 49 x 50, B: 3 x 3)");
     // a broken file: one error, the comparison stays
     h.state_mut().queue(Command::OpenOther(dir.path().join("missing.gsrec")));
     step_until(&mut h, |a| a.error.is_some());
     h.get_by_label_contains("could not open");
-    assert!(h.state().an.other.is_some());
+    assert!(h.state().panels.compare.other.is_some());
 }
 
 #[test]
@@ -351,7 +351,7 @@ fn a_conv_model_shows_a_spatial_gate_map_for_the_traced_example() {
     h.get_by_label_contains("Spatial transform gate map (conv net)");
     assert_eq!(h.query_all_by_label_contains("rows: layers (first on top), columns: channels").count(), 4);
     h.get_by_label_contains("layer 1, channel 0: 28 x 28, mean T");
-    h.state_mut().spatial_pick = (1, 3);
+    h.state_mut().panels.figure2.spatial_pick = (1, 3);
     h.run();
     h.get_by_label_contains("layer 2, channel 3: 14 x 14, mean T");
 }

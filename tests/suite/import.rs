@@ -222,14 +222,19 @@ fn the_viewer_opens_an_imported_model() {
     write_safetensors(&dir.path().join("model.safetensors"), &sd, Dtype::F32);
     let spec_path = dir.path().join("spec.json");
     std::fs::write(&spec_path, spec("model.safetensors", None)).unwrap();
-    let rx = gatescope::view::worker::open(spec_path, || {});
-    let (_, opened) = rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap();
-    match opened.unwrap() {
-        gatescope::view::worker::Opened::Model(rec, session) => {
-            assert_eq!(rec.header.card.arch.depth, DEPTH);
-            assert_eq!(rec.snapshots[0].mean_gate.shape, vec![DEPTH - 1, WIDTH]);
-            assert_eq!(session.lesionable, vec![1, 2, 3, 4]);
-        }
-        _ => panic!("a spec opens as a model"),
+    use gatescope::view::app::{Command, Persisted, ViewerApp};
+    let mut app = ViewerApp::new(Persisted::default());
+    app.queue(Command::Open(spec_path));
+    let mut h = egui_kittest::Harness::builder().with_size([1280.0, 800.0]).build_ui_state(|ui, app: &mut ViewerApp| app.show(ui), app);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while h.state().example.is_none() {
+        assert!(std::time::Instant::now() < deadline, "timed out; status: {}", h.state().status);
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let app = h.state();
+    let rec = &app.store;
+    assert_eq!(rec.header.as_ref().unwrap().card.arch.depth, DEPTH);
+    assert_eq!(rec.snapshots[0].mean_gate.shape, vec![DEPTH - 1, WIDTH]);
+    assert!(app.error.is_none(), "{:?}", app.error);
 }

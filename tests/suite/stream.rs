@@ -10,11 +10,11 @@ use gatescope::record::{self, Decoder};
 use gatescope::snapshot::Message;
 use gatescope::stream::{Listener, SocketSink, StreamEvent};
 
-mod common;
+use crate::common;
 use common as fixtures;
 
-fn next_event(l: &Listener) -> StreamEvent {
-    l.events.recv_timeout(Duration::from_secs(30)).expect("an event within 30 s")
+fn next_event(l: &std::sync::mpsc::Receiver<StreamEvent>) -> StreamEvent {
+    l.recv_timeout(Duration::from_secs(30)).expect("an event within 30 s")
 }
 
 fn snap(step: u64) -> Arc<Message> {
@@ -23,14 +23,14 @@ fn snap(step: u64) -> Arc<Message> {
 
 #[test]
 fn snapshots_arrive_in_order_and_a_reconnecting_viewer_picks_up() {
-    let listener = Listener::bind("127.0.0.1:0", Arc::new(|| {})).unwrap();
+    let (listener, events) = Listener::channel("127.0.0.1:0").unwrap();
     let addr = listener.addr.to_string();
     let sink = SocketSink::connect(&addr, fixtures::header(4)).unwrap();
-    assert!(matches!(next_event(&listener), StreamEvent::Connected { .. }));
-    assert!(matches!(next_event(&listener), StreamEvent::Message { message: Message::Header(_), .. }));
+    assert!(matches!(next_event(&events), StreamEvent::Connected { .. }));
+    assert!(matches!(next_event(&events), StreamEvent::Message { message: Message::Header(_), .. }));
     for step in 0..3 {
         sink.send(snap(step));
-        match next_event(&listener) {
+        match next_event(&events) {
             StreamEvent::Message { message: Message::Snapshot(s), .. } => assert_eq!(s.step, step),
             e => panic!("unexpected {e:?}"),
         }
@@ -42,18 +42,18 @@ fn snapshots_arrive_in_order_and_a_reconnecting_viewer_picks_up() {
         sink.send(snap(step)); // never blocks, even with nobody listening
     }
     // … and comes back on the same port: header first, then the next frames
-    let listener = loop {
-        match Listener::bind(&addr, Arc::new(|| {})) {
+    let (_listener, events) = loop {
+        match Listener::channel(&addr) {
             Ok(l) => break l,
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     };
     sink.send(snap(6));
-    assert!(matches!(next_event(&listener), StreamEvent::Connected { .. }));
-    assert!(matches!(next_event(&listener), StreamEvent::Message { message: Message::Header(_), .. }));
+    assert!(matches!(next_event(&events), StreamEvent::Connected { .. }));
+    assert!(matches!(next_event(&events), StreamEvent::Message { message: Message::Header(_), .. }));
     let mut steps = vec![];
     while !steps.contains(&6) {
-        if let StreamEvent::Message { message: Message::Snapshot(s), .. } = next_event(&listener) {
+        if let StreamEvent::Message { message: Message::Snapshot(s), .. } = next_event(&events) {
             steps.push(s.step);
         }
     }
@@ -61,7 +61,7 @@ fn snapshots_arrive_in_order_and_a_reconnecting_viewer_picks_up() {
     // the trainer finishes: the viewer hears a clean disconnect and keeps running
     sink.finish(Duration::from_secs(5));
     loop {
-        match next_event(&listener) {
+        match next_event(&events) {
             StreamEvent::Disconnected { error, .. } => {
                 assert!(error.is_none(), "{error:?}");
                 break;
@@ -122,7 +122,7 @@ fn a_slow_reader_never_slows_the_sender_and_drops_are_counted() {
 
 #[test]
 fn a_dead_trainer_leaves_the_viewer_with_what_it_got() {
-    let listener = Listener::bind("127.0.0.1:0", Arc::new(|| {})).unwrap();
+    let (listener, events) = Listener::channel("127.0.0.1:0").unwrap();
     let mut conn = std::net::TcpStream::connect(listener.addr).unwrap();
     use std::io::Write;
     conn.write_all(&record::preamble()).unwrap();
@@ -133,7 +133,7 @@ fn a_dead_trainer_leaves_the_viewer_with_what_it_got() {
     drop(conn);
     let mut got = 0;
     loop {
-        match next_event(&listener) {
+        match next_event(&events) {
             StreamEvent::Message { message: Message::Snapshot(_), .. } => got += 1,
             StreamEvent::Disconnected { error, .. } => {
                 assert!(error.unwrap().contains("inside a frame"));
@@ -147,7 +147,7 @@ fn a_dead_trainer_leaves_the_viewer_with_what_it_got() {
     let mut conn = std::net::TcpStream::connect(listener.addr).unwrap();
     conn.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     loop {
-        if let StreamEvent::Disconnected { error, .. } = next_event(&listener) {
+        if let StreamEvent::Disconnected { error, .. } = next_event(&events) {
             assert!(error.unwrap().contains("not a gatescope recording"));
             break;
         }
@@ -156,7 +156,7 @@ fn a_dead_trainer_leaves_the_viewer_with_what_it_got() {
 
 #[test]
 fn train_connect_streams_to_a_listener() {
-    let listener = Listener::bind("127.0.0.1:0", Arc::new(|| {})).unwrap();
+    let (listener, events) = Listener::channel("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatescope"))
         .args(["train", "--quiet", "--depth", "6", "--width", "20", "--epochs", "1", "--max-steps", "60", "--every", "20steps", "--probe", "2000"])
@@ -169,7 +169,7 @@ fn train_connect_streams_to_a_listener() {
     assert!(status.success());
     let (mut header, mut steps) = (false, vec![]);
     loop {
-        match next_event(&listener) {
+        match next_event(&events) {
             StreamEvent::Message { message: Message::Header(h), .. } => {
                 assert_eq!(h.card.arch.depth, 6);
                 header = true;

@@ -1,7 +1,7 @@
 //! Models: the highway layer against a hand computation, the fast path against autograd,
 //! save/load, determinism, and trainability at depth 100.
 
-mod common;
+use crate::common;
 
 use gatescope::model::{file, fast, Activation, Arch, Family, ForwardOpts, Model};
 use gatescope::train::{autograd_step, Stepper, TrainConfig};

@@ -1,7 +1,7 @@
 //! The analyses end to end through the binary, on the real MNIST and tiny configurations:
 //! sweep, ablation (with its random search), lesioning, and the figures they export.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Recording format v1: round trips, torn tails at every byte offset, version and magic errors.
 
-mod common;
+use crate::common;
 
 use common::{header, snapshot};
 use gatescope::record::{self, RecordError};

@@ -1,0 +1,405 @@
+//! One function per subcommand: map the flags onto the library's plain options, call the
+//! services (`session`, `lesion`, `sweep`, `bench`, `export`), print for people or as JSON.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::args::{AblateArgs, BenchArgs, EvalArgs, ExportArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs};
+use super::progress::{self, StudyBars, TrainBars};
+use crate::data;
+use crate::model::{file, ForwardOpts};
+use crate::recipe::{DeviceChoice, ProbeOpts, TrainConfig};
+use crate::record;
+use crate::report::{AblationReport, Report, RunResult, SweepReport};
+use crate::session::{self, FileKind};
+use crate::snapshot::Message;
+use crate::sweep;
+use crate::train::Tensors;
+
+pub fn view_cmd(a: ViewArgs) -> anyhow::Result<ExitCode> {
+    let path = a.path.unwrap_or_else(crate::recipe::default_recording);
+    anyhow::ensure!(path.exists(), "{}: no such file", path.display());
+    if let Some(addr) = &a.listen {
+        if !is_loopback(addr) {
+            eprintln!("note: listening on {addr}, which other machines may reach");
+        }
+    }
+    crate::view::run(crate::view::ViewOptions { path: Some(path), listen: a.listen })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True if every address `addr` names is a loopback address.
+fn is_loopback(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().map(|mut it| it.all(|a| a.ip().is_loopback())).unwrap_or(true)
+}
+
+/// Sets a flag on the first Ctrl-C; a second one exits at once.
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc::set_handler(move || {
+        if s.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this batch (Ctrl-C again to abort without saving)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let cfg = a.config.config();
+    cfg.validate()?;
+    let data = data::load(cfg.dataset, cfg.data_dir.as_deref())?;
+    let stop = stop_flag()?;
+    let mut bars = TrainBars::new(a.quiet);
+    let run = session::train_recorded(&cfg, &data, a.capture.opts(), "gatescope train", &stop, &mut bars)?;
+    if let Some(p) = &a.capture.record {
+        eprintln!("recorded {} snapshots to {} ({:.1} s probing)", run.snapshots, p.display(), run.probe_seconds);
+    }
+    if a.capture.connect.is_some() {
+        eprintln!("streamed {} snapshots ({} dropped for a slow or absent viewer)", run.snapshots, run.dropped);
+    }
+    let out = run.outcome;
+    file::save(&out.model, &out.card, &a.out)?;
+    let m = out.card.metrics.as_ref().context("the trainer wrote no metrics")?;
+    println!(
+        "{}: train accuracy {:.4}, test accuracy {:.4} (train loss {:.4}, test loss {:.4}) after {} steps in {:.1} s{}",
+        a.out.display(),
+        m.train_accuracy,
+        m.test_accuracy,
+        m.train_loss,
+        m.test_loss,
+        m.steps,
+        m.seconds,
+        if m.interrupted { " (interrupted)" } else { "" }
+    );
+    Ok(if m.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+fn set_threads(threads: usize) {
+    tch::set_num_threads(threads.max(1) as i32);
+}
+
+pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    set_threads(a.threads);
+    let m = session::open_model(&a.model, a.data_dir.as_deref(), a.device)?;
+    let device = m.model.flat.device();
+    let (tr, te) = (Tensors::train(&m.data).to_device(device), Tensors::test(&m.data).to_device(device));
+    let (train_loss, train_accuracy) = m.model.evaluate(&tr.x, &tr.y, ForwardOpts::default());
+    let (test_loss, test_accuracy) = m.model.evaluate(&te.x, &te.y, ForwardOpts::default());
+    if a.json {
+        let v = serde_json::json!({
+            "train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
+            "train_loss": train_loss, "test_loss": test_loss,
+        });
+        println!("{v}");
+    } else {
+        println!("train accuracy {train_accuracy:.4}  loss {train_loss:.4}");
+        println!("test  accuracy {test_accuracy:.4}  loss {test_loss:.4}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
+    set_threads(a.threads);
+    let m = session::open_model(&a.model, a.data_dir.as_deref(), a.device)?;
+    let set = m.probe_set(ProbeOpts { size: a.probe, samples: a.samples });
+    let t = std::time::Instant::now();
+    let rec = m.probe(&set, None);
+    let probe_s = t.elapsed().as_secs_f64();
+    let mut w = record::Writer::create(&a.out, &rec.header)?;
+    for s in rec.snapshots {
+        w.write(&Message::Snapshot(Box::new(s)))?;
+    }
+    println!("{}: one snapshot of {} over {} probe examples (probe pass {:.0} ms)", a.out.display(), a.model.display(), set.len(), probe_s * 1e3);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn info_cmd(a: InfoArgs) -> anyhow::Result<ExitCode> {
+    let t = std::time::Instant::now();
+    if session::sniff(&a.path)? != FileKind::Recording {
+        let card = file::read_card(&a.path)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&card)?);
+        } else {
+            println!("model: {:?} net, depth {}, width {}, {:?}, gate bias {}", card.arch.family, card.arch.depth, card.arch.width, card.arch.activation, card.arch.gate_bias);
+            println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
+            if let Some(m) = &card.metrics {
+                println!("train accuracy {:.4}, test accuracy {:.4} after {} steps{}", m.train_accuracy, m.test_accuracy, m.steps, if m.interrupted { " (interrupted)" } else { "" });
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bytes = std::fs::read(&a.path).with_context(|| format!("reading {}", a.path.display()))?;
+    let rec = record::read_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.path.display()))?;
+    let decode_ms = t.elapsed().as_secs_f64() * 1e3;
+    let steps: Vec<u64> = rec.snapshots.iter().map(|s| s.step).collect();
+    let last = rec.snapshots.last();
+    if a.json {
+        let v = serde_json::json!({
+            "kind": "recording",
+            "bytes": bytes.len(),
+            "decode_ms": decode_ms,
+            "snapshots": rec.snapshots.len(),
+            "steps": steps,
+            "torn_tail_bytes": rec.torn_tail.map(|t| t.bytes),
+            "card": rec.header.card,
+            "probe_size": rec.header.probe_size,
+            "samples": rec.header.num_samples(),
+            "last_test_accuracy": last.map(|s| s.test_accuracy).filter(|v| v.is_finite()),
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let arch = &rec.header.card.arch;
+    println!("recording of a {:?} net, depth {}, width {}, on {}", arch.family, arch.depth, arch.width, rec.header.card.dataset.name.name());
+    println!(
+        "{} snapshots, steps {:?}..{:?}; probe set {} examples, {} samples",
+        rec.snapshots.len(),
+        steps.first(),
+        steps.last(),
+        rec.header.probe_size,
+        rec.header.num_samples()
+    );
+    println!("{} bytes, read and decoded in {decode_ms:.1} ms", bytes.len());
+    if let Some(s) = last {
+        println!("last snapshot: step {}, test accuracy {:.4}", s.step, s.test_accuracy);
+    }
+    if let Some(t) = rec.torn_tail {
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    use crate::bench::Tick;
+    let bar = progress::bar(0, "bench", a.json);
+    let r = crate::bench::run(&a.opts(), &mut |t| match t {
+        Tick::Total(n) => bar.set_length(n),
+        Tick::Step => bar.inc(1),
+        Tick::Message(m) => bar.set_message(m.to_string()),
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} | batch {} | {} threads | best of {} × {} steps", r.model, r.batch_size, r.threads, r.rounds, r.steps);
+    println!("fast path (fused H|T, hand-written backward): {:>8.0} samples/s", r.fast_samples_per_s);
+    println!("autograd path (same parameters):               {:>8.0} samples/s", r.autograd_samples_per_s);
+    println!("fast / autograd: {:.2}×", r.fast_over_autograd);
+    if let (Some(rf), Some(x)) = (r.reference_samples_per_s, r.fast_over_reference) {
+        println!("reference: {rf:.0} samples/s; fast / reference: {x:.2}×");
+    }
+    if let Some(c) = &r.recording {
+        println!(
+            "recording ({} epochs, every {}, probe {} + {} samples): {:.0} samples/s without, {:.0} with: {:.1} % overhead; {} snapshots, {} bytes",
+            c.epochs, c.cadence, c.probe_examples, c.samples, c.plain_samples_per_s, c.recording_samples_per_s, c.overhead_percent, c.snapshots, c.file_bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lesions every layer of the model at `path` with a progress bar.
+fn lesion_model(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> anyhow::Result<crate::report::LesionReport> {
+    let m = session::open_model(path, data_dir, device)?;
+    m.lesionable().with_context(|| format!("{}", path.display()))?;
+    let bar = progress::bar(0, "lesioning", false);
+    let report = m.lesion_all(&mut progress::counter(&bar))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+pub fn lesion_cmd(a: LesionArgs) -> anyhow::Result<ExitCode> {
+    set_threads(a.threads);
+    let report = lesion_model(&a.model, a.data_dir.as_deref(), a.device)?;
+    let wrapped = Report::Lesion(report);
+    if let Some(out) = &a.out {
+        write_json(out, &wrapped)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&wrapped)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Report::Lesion(report) = wrapped else { unreachable!("wrapped just above") };
+    let (bt, be) = (report.baseline_train, report.baseline_test);
+    println!(
+        "{}: {} layers lesioned on {} training examples in {:.1} s, and on {} test examples ({:.1} s in all)",
+        report.model,
+        report.layers.len(),
+        report.train_examples,
+        report.train_seconds,
+        report.test_examples,
+        report.seconds
+    );
+    println!("layer  train error  test error  train loss");
+    println!(" none  {:>10.4}  {:>10.4}  {:>10.4}", bt.error(), be.error(), bt.loss);
+    for r in &report.layers {
+        println!("{:>5}  {:>10.4}  {:>10.4}  {:>10.4}", r.layer, r.train.error(), r.test.error(), r.train.loss);
+    }
+    if let Some(w) = report.worst() {
+        println!("most harmful lesion: layer {} (train error {:.4} against {:.4})", w.layer, w.train.error(), bt.error());
+    }
+    if let Some(out) = &a.out {
+        println!("report written to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a report as pretty JSON, creating the folder.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The shared recipe of a study's runs, and the dataset.
+fn study_setup(a: &StudyArgs) -> anyhow::Result<(TrainConfig, data::Dataset, sweep::Plan)> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let jobs = a.jobs.unwrap_or((cores / 2).max(1)).max(1);
+    let base = a.config((cores / jobs).max(1));
+    base.validate()?;
+    anyhow::ensure!(a.search == 0 || a.search_epochs >= 1, "--search-epochs must be at least 1");
+    anyhow::ensure!(a.search == 0 || a.search_examples >= a.batch_size, "--search-examples must hold at least one batch ({})", a.batch_size);
+    let data = data::load(a.dataset, a.data_dir.as_deref())?.truncated(a.train_examples, a.test_examples);
+    anyhow::ensure!(data.train.len() >= a.batch_size, "--train-examples {} is smaller than a batch ({})", data.train.len(), a.batch_size);
+    Ok((base, data, sweep::Plan { search: a.search, search_epochs: a.search_epochs, search_examples: a.search_examples, jobs, seed: a.seed }))
+}
+
+/// Runs a study's variants with progress bars; (runs, seconds).
+fn run_study(variants: &[sweep::Variant], plan: &sweep::Plan, data: &data::Dataset) -> anyhow::Result<(Vec<RunResult>, f64)> {
+    let stop = stop_flag()?;
+    let t = std::time::Instant::now();
+    let bars = StudyBars::new(variants.len());
+    let runs = sweep::run_study(variants, plan, data, &stop, &bars)?;
+    bars.overall.finish_and_clear();
+    Ok((runs, t.elapsed().as_secs_f64()))
+}
+
+fn print_runs(runs: &[RunResult]) {
+    println!("{:<32} {:>6} {:>8} {:>10} {:>9} {:>10} {:>9} {:>7}", "run", "depth", "params", "train loss", "train acc", "test loss", "test acc", "secs");
+    for r in runs {
+        println!(
+            "{:<32} {:>6} {:>8} {:>10.4} {:>9.4} {:>10.4} {:>9.4} {:>7.0}{}",
+            r.name,
+            r.depth,
+            r.params,
+            r.train.loss,
+            r.train.accuracy,
+            r.test.loss,
+            r.test.accuracy,
+            r.seconds,
+            if r.diverged { "  (diverged)" } else { "" }
+        );
+    }
+}
+
+pub fn sweep_cmd(a: SweepArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(!a.depths.is_empty() && a.depths.iter().all(|&d| d >= 1), "--depths needs depths of at least 1");
+    let (base, data, plan) = study_setup(&a.study)?;
+    let variants = sweep::depth_sweep(&base, &a.families, &a.depths);
+    let (runs, seconds) = run_study(&variants, &plan, &data)?;
+    let r = SweepReport { dataset: data.kind.name().into(), epochs: base.epochs, depths: a.depths.clone(), runs, seconds };
+    let report = Report::Sweep(r.clone());
+    write_json(&a.out, &report)?;
+    if a.study.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("training cross-entropy after {} epochs ({}):", r.epochs, r.dataset);
+    print!("{:<10}", "depth");
+    for d in &r.depths {
+        print!("{d:>10}");
+    }
+    println!();
+    for f in &a.families {
+        let name = sweep::family_name(*f, crate::arch::GateMode::Adaptive);
+        print!("{name:<10}");
+        for &d in &r.depths {
+            match r.run(&name, d) {
+                Some(run) => print!("{:>10.4}", run.train.loss),
+                None => print!("{:>10}", "-"),
+            }
+        }
+        println!();
+    }
+    println!("report written to {} ({:.0} s)", a.out.display(), r.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ablate_cmd(a: AblateArgs) -> anyhow::Result<ExitCode> {
+    let (base, data, plan) = study_setup(&a.study)?;
+    let base = TrainConfig { depth: a.depth, width: Some(a.width), ..base };
+    base.arch(&data).validate()?;
+    crate::arch::Arch { gate: crate::arch::GateMode::Fixed, fixed_gate: a.fixed_gate, ..base.arch(&data) }.validate()?;
+    let variants = sweep::gate_ablation(&base, a.fixed_gate);
+    let (runs, seconds) = run_study(&variants, &plan, &data)?;
+    let r = AblationReport { dataset: data.kind.name().into(), epochs: base.epochs, depth: a.depth, runs, seconds };
+    let report = Report::Ablation(r.clone());
+    write_json(&a.out, &report)?;
+    if a.study.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("gate ablation, depth {}, {} epochs each ({}):", r.depth, r.epochs, r.dataset);
+    print_runs(&r.runs);
+    println!("report written to {} ({:.0} s)", a.out.display(), r.seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    use crate::export::{self, Figure};
+    set_threads(a.threads);
+    let out = a.out.clone().unwrap_or_else(|| format!("figure{}.png", a.figure).into());
+    let name = a.path.display();
+    let kind = session::sniff(&a.path)?;
+    let is_model = matches!(kind, FileKind::Model | FileKind::ImportSpec);
+    let report = match (a.figure, kind) {
+        (1 | 4, FileKind::Report) => Some(Report::read(&a.path)?),
+        (4, _) if is_model => Some(Report::Lesion(lesion_model(&a.path, a.data_dir.as_deref(), DeviceChoice::Cpu)?)),
+        (2 | 3, FileKind::Report) => anyhow::bail!("{name}: figures 2 and 3 are drawn from a recording or a model file, not a report"),
+        (1, _) => anyhow::bail!("{name}: figure 1 is drawn from a sweep or ablation report (gatescope sweep / ablate write one)"),
+        (4, _) => anyhow::bail!("{name}: figure 4 is drawn from a model file or a lesion report (gatescope lesion --out)"),
+        _ => None,
+    };
+    if let Some(report) = report {
+        let figure = match (&report, a.figure) {
+            (Report::Sweep(r), 1) => Figure::Sweep(r),
+            (Report::Ablation(r), 1) => Figure::Ablation(r),
+            (Report::Lesion(r), 4) => Figure::Lesion(r),
+            (Report::Lesion(_), _) => anyhow::bail!("{name}: a lesion report draws figure 4"),
+            _ => anyhow::bail!("{name}: figure 4 is drawn from a model file or a lesion report (gatescope lesion --out)"),
+        };
+        export::save(&figure, &out)?;
+        println!("{}: figure {} of {name}", out.display(), a.figure);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rec = if kind == FileKind::Recording {
+        record::open(&a.path)?
+    } else {
+        let m = session::open_model(&a.path, a.data_dir.as_deref(), DeviceChoice::Cpu)?;
+        m.probe(&m.probe_set(ProbeOpts::default()), None)
+    };
+    let n = rec.snapshots.len() as i64;
+    anyhow::ensure!(n > 0, "{name}: the recording has no snapshots");
+    let i = if a.snapshot < 0 { n + a.snapshot } else { a.snapshot };
+    anyhow::ensure!((0..n).contains(&i), "{name}: --snapshot {} is out of range (the recording has {n})", a.snapshot);
+    let snap = &rec.snapshots[i as usize];
+    let figure = if a.figure == 2 {
+        let k = rec.header.num_samples();
+        anyhow::ensure!(a.sample < k.max(1), "{name}: --sample {} is out of range (the recording has {k} probe samples)", a.sample);
+        Figure::Gates { header: &rec.header, snapshot: snap, sample: a.sample }
+    } else {
+        Figure::Classes { header: &rec.header, snapshot: snap }
+    };
+    export::save(&figure, &out)?;
+    println!("{}: figure {} of {name} (snapshot {i}, step {})", out.display(), a.figure, snap.step);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,212 @@
+//! The services every front-end shares: what a file is, opening a model with its dataset,
+//! probing it, tracing one example, lesioning it with progress, and a recorded training run.
+//! The CLI (`cli`), the viewer's worker (`view::worker`) and the bench call these; none of
+//! them opens, probes, lesions or records a run by itself. No clap, no egui, no progress bars:
+//! progress goes to callbacks and observers.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+
+use crate::capture::{Both, Capture, Sinks};
+use crate::card::ModelCard;
+use crate::data::{self, Dataset};
+use crate::model::{file, images_tensor, DeviceChoice, Family, ForwardOpts, Model};
+use crate::probe::{self, to_array, ProbeSet, Progress};
+use crate::recipe::{Cadence, ProbeOpts, TrainConfig, CADENCE};
+use crate::record::{self, Recording};
+use crate::report::{LesionReport, Report};
+use crate::snapshot::Array;
+use crate::stream::Queue;
+use crate::train::{self, Observer, Outcome, Tensors};
+
+/// What a file holds, judged from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A gatescope recording (`.gsrec`).
+    Recording,
+    /// A PyTorch import spec (JSON, docs/pytorch-import.md).
+    ImportSpec,
+    /// An analysis report (JSON from lesion, sweep or ablate).
+    Report,
+    /// Anything else: a model file (safetensors), or not one of ours, which loading tells.
+    Model,
+}
+
+/// Sniffs `path`: the recording magic, a JSON spec or report, else a model file.
+pub fn sniff(path: &Path) -> anyhow::Result<FileKind> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut head = [0u8; 8];
+    let n = f.read(&mut head).with_context(|| format!("reading {}", path.display()))?;
+    if n >= 8 && &head == record::MAGIC {
+        return Ok(FileKind::Recording);
+    }
+    if n >= 1 && head[0] == b'{' {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(if crate::model::import::is_spec(&bytes) { FileKind::ImportSpec } else { FileKind::Report });
+    }
+    Ok(FileKind::Model)
+}
+
+/// A model file opened with the dataset its card names, ready to probe, trace and lesion.
+pub struct Loaded {
+    pub model: Model,
+    pub card: ModelCard,
+    pub data: Dataset,
+    /// "model file PATH", for headers and reports.
+    pub source: String,
+}
+
+/// Loads a model file (or an import spec) and the dataset its card names, on `device`.
+pub fn open_model(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> anyhow::Result<Loaded> {
+    let (model, card) = file::load(path)?;
+    let data = data::load(card.dataset.name, data_dir)?;
+    anyhow::ensure!(
+        data.input_dim() == card.arch.input_dim && data.num_classes() == card.arch.classes,
+        "{}: the model expects {} inputs and {} classes, the dataset has {} and {}",
+        path.display(),
+        card.arch.input_dim,
+        card.arch.classes,
+        data.input_dim(),
+        data.num_classes()
+    );
+    let model = model.to_device(device.resolve()?);
+    Ok(Loaded { model, card, data, source: format!("model file {}", path.display()) })
+}
+
+/// One training example run through a model with tracing: what Figure 2 shows for a sample.
+pub struct SampleTrace {
+    pub index: usize,
+    pub label: u32,
+    pub prediction: u32,
+    /// [L, W]
+    pub gates: Array,
+    /// [depth, W]
+    pub blocks: Array,
+    pub image: Vec<u8>,
+    /// Conv nets: per gated layer, the full T maps of this example, [channels, h, w].
+    pub spatial: Vec<Array>,
+}
+
+impl Loaded {
+    /// Where the card says training stood (a probe's step, epoch and training figures).
+    pub fn progress(&self) -> Progress {
+        let m = self.card.metrics.clone().unwrap_or_default();
+        Progress { step: m.steps as u64, epoch: m.epochs_completed as f64, train_loss: m.train_loss, train_accuracy: m.train_accuracy, test_accuracy: None }
+    }
+
+    /// The probe set `opts` describes, over this model's dataset.
+    pub fn probe_set(&self, opts: ProbeOpts) -> ProbeSet {
+        ProbeSet::new(&self.data, opts.size, opts.samples)
+    }
+
+    /// A recording of one snapshot of the model (with the gates of `lesion` closed).
+    pub fn probe(&self, set: &ProbeSet, lesion: Option<usize>) -> Recording {
+        let snap = probe::snapshot(&self.model, set, self.progress(), lesion);
+        let source = match lesion {
+            Some(l) => format!("{} with layer {l} lesioned", self.source),
+            None => self.source.clone(),
+        };
+        Recording { header: set.header(self.card.clone(), source), snapshots: vec![snap], dropped: 0, torn_tail: None }
+    }
+
+    /// Runs training example `index` through the model with tracing.
+    pub fn trace(&self, index: usize, lesion: Option<usize>) -> anyhow::Result<SampleTrace> {
+        let (model, data) = (&self.model, &self.data);
+        anyhow::ensure!(index < data.train.len(), "training example {index} does not exist (0..{})", data.train.len());
+        let dim = data.input_dim();
+        let image = data.train.images[index * dim..(index + 1) * dim].to_vec();
+        let spatial = model.arch.family == Family::Conv;
+        let x = images_tensor(&image, dim).to_device(model.flat.device());
+        let fwd = tch::no_grad(|| model.forward(&x, ForwardOpts { trace: true, lesion, spatial }));
+        let squeeze = |ts: &[tch::Tensor]| if ts.is_empty() { Array::zeros(vec![0, model.arch.width]) } else { to_array(&tch::Tensor::cat(ts, 0)) };
+        Ok(SampleTrace {
+            index,
+            label: data.train.labels[index] as u32,
+            prediction: i64::try_from(fwd.logits.argmax(-1, false).get(0)).unwrap_or(-1) as u32,
+            gates: squeeze(&fwd.gates),
+            blocks: squeeze(&fwd.blocks),
+            image,
+            spatial: fwd.spatial_gates.iter().map(|t| to_array(&t.get(0))).collect(),
+        })
+    }
+
+    /// Layers a lesion can close (an error for plain nets).
+    pub fn lesionable(&self) -> anyhow::Result<Vec<usize>> {
+        crate::lesion::lesionable_layers(&self.model)
+    }
+
+    /// Figure 4: every layer lesioned in turn, on the full training and test sets;
+    /// `progress(done, total)` after each pass.
+    pub fn lesion_all(&self, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Result<LesionReport> {
+        self.lesionable()?;
+        let device = self.model.flat.device();
+        let (tr, te) = (Tensors::train(&self.data).to_device(device), Tensors::test(&self.data).to_device(device));
+        crate::lesion::lesion_all(&self.model, &self.source, self.card.dataset.name.name(), &tr, &te, progress)
+    }
+}
+
+/// A file opened by any front-end.
+pub enum Opened {
+    Recording(Recording),
+    Model(Box<Loaded>),
+    Report(Report),
+}
+
+/// Opens any gatescope file: a recording, a model (or import spec) with its dataset, a report.
+pub fn open(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> anyhow::Result<Opened> {
+    Ok(match sniff(path)? {
+        FileKind::Recording => Opened::Recording(record::open(path)?),
+        FileKind::Report => Opened::Report(Report::read(path)?),
+        FileKind::Model | FileKind::ImportSpec => Opened::Model(Box::new(open_model(path, data_dir, device)?)),
+    })
+}
+
+/// Where the snapshots of a recorded run go, how often, and over what.
+#[derive(Default)]
+pub struct CaptureOpts {
+    /// Write a recording here.
+    pub record: Option<PathBuf>,
+    /// Stream to a viewer listening here.
+    pub connect: Option<String>,
+    /// Hand messages to this in-process queue (the viewer's own trainer).
+    pub queue: Option<Queue>,
+    pub every: Option<Cadence>,
+    pub probe: ProbeOpts,
+}
+
+impl CaptureOpts {
+    pub fn is_on(&self) -> bool {
+        self.record.is_some() || self.connect.is_some() || self.queue.is_some()
+    }
+}
+
+/// What a recorded run produced besides the model.
+pub struct TrainRun {
+    pub outcome: Outcome,
+    /// Snapshots taken, seconds spent probing, snapshots a stream dropped.
+    pub snapshots: usize,
+    pub probe_seconds: f64,
+    pub dropped: u64,
+}
+
+/// Trains as `cfg` says on `data`, snapshotting into the sinks of `capture` (if any) at its
+/// cadence; `source` names the run in the recording's header. `stop` ends the run between
+/// batches with a usable model.
+pub fn train_recorded(cfg: &TrainConfig, data: &Dataset, capture: CaptureOpts, source: &str, stop: &AtomicBool, observer: &mut dyn Observer) -> anyhow::Result<TrainRun> {
+    if !capture.is_on() {
+        let outcome = train::train(cfg, data, stop, observer)?;
+        return Ok(TrainRun { outcome, snapshots: 0, probe_seconds: 0.0, dropped: 0 });
+    }
+    let probe = ProbeSet::new(data, capture.probe.size, capture.probe.samples);
+    let header = probe.header(train::initial_card(cfg, data)?, source);
+    let sinks = Sinks::open(&header, capture.record.as_deref(), capture.connect.as_deref(), capture.queue)?;
+    let mut cap = Capture::new(probe, capture.every.unwrap_or(CADENCE), sinks);
+    let outcome = train::train(cfg, data, stop, &mut Both(observer, &mut cap));
+    let dropped = cap.sinks.dropped();
+    let (snapshots, probe_seconds) = (cap.snapshots, cap.seconds);
+    cap.sinks.finish();
+    Ok(TrainRun { outcome: outcome?, snapshots, probe_seconds, dropped })
+}
