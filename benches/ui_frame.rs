@@ -1,6 +1,6 @@
 //! CPU time of one viewer frame (egui layout, tessellation and texture updates) while the
 //! timeline is scrubbed across the bundled recording, with the Figure-2 and the Figure-3 view.
-//! Run: `scripts/run-bench ui_frame` or `cargo bench --bench ui_frame`.
+//! Run: `scripts/bench ui_frame` (sets up libtorch first) or `cargo bench --bench ui_frame`.
 
 use std::time::Instant;
 
@@ -28,7 +28,13 @@ fn main() {
         }
         ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
-        report.push(format!("{tab:?}: {} frames while scrubbing: median {:.2} ms, p95 {:.2} ms, max {:.2} ms", ms.len(), pct(0.5), pct(0.95), pct(1.0)));
+        report.push(format!(
+            "{tab:?}: {} frames while scrubbing: median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+            ms.len(),
+            pct(0.5),
+            pct(0.95),
+            pct(1.0)
+        ));
     }
     for r in report {
         println!("{r}");

@@ -184,7 +184,12 @@ impl Arch {
         if self.family == Family::Conv {
             let [c, h, w] = self.image_shape.ok_or_else(|| anyhow::anyhow!("a conv net needs the image shape"))?;
             anyhow::ensure!(c * h * w == self.input_dim, "image shape {c}x{h}x{w} does not hold {} inputs", self.input_dim);
-            anyhow::ensure!(self.conv_stages.iter().sum::<usize>() + 1 == self.depth, "conv stages {:?} must hold depth - 1 = {} highway layers", self.conv_stages, self.depth.saturating_sub(1));
+            anyhow::ensure!(
+                self.conv_stages.iter().sum::<usize>() + 1 == self.depth,
+                "conv stages {:?} must hold depth - 1 = {} highway layers",
+                self.conv_stages,
+                self.depth.saturating_sub(1)
+            );
             let pools = self.conv_stages.len().saturating_sub(1) as u32;
             anyhow::ensure!(h >> pools >= 1 && w >> pools >= 1, "{pools} poolings leave nothing of a {h}x{w} image");
             anyhow::ensure!(self.gate == GateMode::Adaptive, "conv nets have adaptive gates only");
@@ -308,4 +313,3 @@ impl ParamSpec {
         self.shape.iter().product()
     }
 }
-

@@ -31,7 +31,15 @@ pub struct BenchOpts {
 
 impl Default for BenchOpts {
     fn default() -> Self {
-        BenchOpts { batch_size: RECIPE.batch_size, threads: THREADS, steps: 400, warmup: 40, rounds: 3, reference: None, record_epochs: None }
+        BenchOpts {
+            batch_size: RECIPE.batch_size,
+            threads: THREADS,
+            steps: 400,
+            warmup: 40,
+            rounds: 3,
+            reference: None,
+            record_epochs: None,
+        }
     }
 }
 

@@ -86,7 +86,18 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(probe: ProbeSet, cadence: Cadence, sinks: Sinks) -> Self {
-        Capture { probe, cadence, sinks, batches_per_epoch: 1, loss_sum: 0.0, correct_sum: 0.0, batches: 0, last_step: None, snapshots: 0, seconds: 0.0 }
+        Capture {
+            probe,
+            cadence,
+            sinks,
+            batches_per_epoch: 1,
+            loss_sum: 0.0,
+            correct_sum: 0.0,
+            batches: 0,
+            last_step: None,
+            snapshots: 0,
+            seconds: 0.0,
+        }
     }
 
     fn take(&mut self, model: &Model, step: usize, test_accuracy: Option<f64>) -> anyhow::Result<()> {
@@ -123,13 +134,13 @@ impl Observer for Capture {
         self.correct_sum += s.accuracy;
         self.batches += 1;
         match self.cadence {
-            Cadence::Steps(n) if s.step % n == 0 => self.take(model, s.step, None),
+            Cadence::Steps(n) if s.step.is_multiple_of(n) => self.take(model, s.step, None),
             _ => Ok(()),
         }
     }
     fn on_epoch(&mut self, e: &EpochStats, model: &Model) -> anyhow::Result<()> {
         match self.cadence {
-            Cadence::Epochs(n) if (e.epoch + 1) % n == 0 => self.take(model, e.step, Some(e.test_accuracy)),
+            Cadence::Epochs(n) if (e.epoch + 1).is_multiple_of(n) => self.take(model, e.step, Some(e.test_accuracy)),
             _ => Ok(()),
         }
     }

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::DatasetKind;
 use crate::arch::Arch;
+use crate::data::DatasetKind;
 
 pub const FORMAT: &str = "gatescope-model";
 pub const FORMAT_VERSION: u32 = 1;
@@ -58,4 +58,3 @@ impl ModelCard {
         }
     }
 }
-

@@ -200,11 +200,11 @@ fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot
     let scale = fig.scale;
     let first = fig.first_layer;
     let panels = maps.split_evenly((1, fig.classes.len().max(1)));
-    for i in 0..fig.classes.len() {
+    for (i, panel) in panels.iter().enumerate().take(fig.classes.len()) {
         let Some(map) = fig.map(i) else { continue };
         let grid = map.grid;
         let rows = grid.rows.max(1);
-        let mut chart = ChartBuilder::on(&panels[i])
+        let mut chart = ChartBuilder::on(panel)
             .caption(&map.title, (FONT, 16))
             .margin(4)
             .x_label_area_size(28)
@@ -212,7 +212,11 @@ fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot
             .build_cartesian_2d(0f32..grid.cols.max(1) as f32, 0f32..rows as f32)
             .map_err(err)?;
         let mut mesh = chart.configure_mesh();
-        mesh.disable_mesh().x_labels(3).label_style((FONT, 12)).axis_desc_style((FONT, 13)).x_label_formatter(&|v| format!("{}", v.round() as i64));
+        mesh.disable_mesh()
+            .x_labels(3)
+            .label_style((FONT, 12))
+            .axis_desc_style((FONT, 13))
+            .x_label_formatter(&|v| format!("{}", v.round() as i64));
         if i == 0 {
             mesh.y_desc("layer").y_labels(8);
         } else {
@@ -245,10 +249,20 @@ fn loss_range<'a>(curves: impl Iterator<Item = &'a Vec<f64>>) -> (f64, f64) {
     let vals: Vec<f64> = curves.flatten().copied().filter(|v| v.is_finite() && *v > 0.0).collect();
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(0.0, f64::max);
-    if vals.is_empty() { (1e-3, 10.0) } else { (lo * 0.8, hi * 1.25) }
+    if vals.is_empty() {
+        (1e-3, 10.0)
+    } else {
+        (lo * 0.8, hi * 1.25)
+    }
 }
 
-fn curves_panel<DB: DrawingBackend>(area: &Area<DB>, title: &str, runs: &[(&str, &Vec<f64>)], (lo, hi): (f64, f64), epochs: usize) -> anyhow::Result<()> {
+fn curves_panel<DB: DrawingBackend>(
+    area: &Area<DB>,
+    title: &str,
+    runs: &[(&str, &Vec<f64>)],
+    (lo, hi): (f64, f64),
+    epochs: usize,
+) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 18))
         .margin(10)
@@ -271,7 +285,8 @@ fn curves_panel<DB: DrawingBackend>(area: &Area<DB>, title: &str, runs: &[(&str,
         .map_err(err)?;
     for (i, (name, losses)) in runs.iter().enumerate() {
         let color = curve_color(i, runs.len());
-        let pts: Vec<(f64, f64)> = losses.iter().enumerate().filter(|(_, v)| v.is_finite() && **v > 0.0).map(|(e, &v)| (e as f64 + 1.0, v)).collect();
+        let pts: Vec<(f64, f64)> =
+            losses.iter().enumerate().filter(|(_, v)| v.is_finite() && **v > 0.0).map(|(e, &v)| (e as f64 + 1.0, v)).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(err)?
@@ -296,7 +311,8 @@ fn sweep<DB: DrawingBackend>(root: &Area<DB>, r: &SweepReport) -> anyhow::Result
     let range = loss_range(r.runs.iter().map(|x| &x.epoch_train_loss));
     let panels = root.split_evenly((1, families.len().max(1)));
     for (f, panel) in families.iter().zip(&panels) {
-        let runs: Vec<(String, &Vec<f64>)> = r.runs.iter().filter(|x| &x.family == f).map(|x| (format!("{} layers", x.depth), &x.epoch_train_loss)).collect();
+        let runs: Vec<(String, &Vec<f64>)> =
+            r.runs.iter().filter(|x| &x.family == f).map(|x| (format!("{} layers", x.depth), &x.epoch_train_loss)).collect();
         let refs: Vec<(&str, &Vec<f64>)> = runs.iter().map(|(n, v)| (n.as_str(), *v)).collect();
         curves_panel(panel, &format!("{f} networks"), &refs, range, r.epochs)?;
     }
@@ -304,7 +320,8 @@ fn sweep<DB: DrawingBackend>(root: &Area<DB>, r: &SweepReport) -> anyhow::Result
 }
 
 fn ablation<DB: DrawingBackend>(root: &Area<DB>, r: &AblationReport) -> anyhow::Result<()> {
-    let root = root.titled(&format!("Gate ablation: {}-layer nets on {}, {} epochs", r.depth, r.dataset, r.epochs), (FONT, 22)).map_err(err)?;
+    let root =
+        root.titled(&format!("Gate ablation: {}-layer nets on {}, {} epochs", r.depth, r.dataset, r.epochs), (FONT, 22)).map_err(err)?;
     let range = loss_range(r.runs.iter().map(|x| &x.epoch_train_loss));
     let runs: Vec<(&str, &Vec<f64>)> = r.runs.iter().map(|x| (x.name.as_str(), &x.epoch_train_loss)).collect();
     curves_panel(&root, "training cross-entropy per epoch", &runs, range, r.epochs)

@@ -18,7 +18,7 @@ pub struct Grid<'a> {
 impl<'a> Grid<'a> {
     /// `values` as rows of `cols` values (no rows when `cols` is 0).
     pub fn new(values: &'a [f32], cols: usize, first_layer: usize) -> Self {
-        let rows = if cols > 0 { values.len() / cols } else { 0 };
+        let rows = values.len().checked_div(cols).unwrap_or(0);
         Grid { rows, cols, values, first_layer }
     }
 
@@ -97,8 +97,18 @@ pub fn figure2<'a>(header: &Header, snap: &'a Snapshot, sample: Sample<'a>) -> F
     Figure2 {
         title,
         maps: [
-            map("Transform gate biases".into(), Grid::new(&snap.gate_bias.data, w, first), Scale::symmetric(&snap.gate_bias.data), "bias b_T"),
-            map("Mean transform gate outputs".into(), Grid::new(&snap.mean_gate.data, w, first), Scale::unit(), "mean T over the probe set"),
+            map(
+                "Transform gate biases".into(),
+                Grid::new(&snap.gate_bias.data, w, first),
+                Scale::symmetric(&snap.gate_bias.data),
+                "bias b_T",
+            ),
+            map(
+                "Mean transform gate outputs".into(),
+                Grid::new(&snap.mean_gate.data, w, first),
+                Scale::unit(),
+                "mean T over the probe set",
+            ),
             map(format!("Transform gate outputs ({who})"), Grid::new(t, w, first), Scale::unit(), "T"),
             map(format!("Block outputs ({who})"), Grid::new(y, w, 0), Scale::symmetric(y), "y"),
         ],

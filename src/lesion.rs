@@ -3,7 +3,7 @@
 //!
 //! A lesion of layer `l` leaves layers `0..l` untouched, so one traced forward per chunk
 //! caches every layer's input, and each lesion restarts from the input of layer `l` and runs
-//! only the layers after it ([`fast::forward_from`]): about half the work of 49 full passes.
+//! only the layers after it ([`fast::Replay::forward_from`]): about half the work of 49 full passes.
 //! Residual nets are lesioned by dropping one branch (y = x), by full passes.
 
 use tch::{Kind, Tensor};
@@ -49,7 +49,14 @@ pub fn lesionable_layers(model: &Model) -> anyhow::Result<Vec<usize>> {
 
 /// Lesions every layer in turn on `train` and `test`. `progress(done, total)` is called
 /// after each (chunk, layer).
-pub fn lesion_all(model: &Model, source: &str, dataset: &str, train: &Tensors, test: &Tensors, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Result<LesionReport> {
+pub fn lesion_all(
+    model: &Model,
+    source: &str,
+    dataset: &str,
+    train: &Tensors,
+    test: &Tensors,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<LesionReport> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
     let depth = model.arch.depth;

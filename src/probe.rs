@@ -51,8 +51,8 @@ impl ProbeSet {
         let mut picked = Vec::new();
         let mut round = 0;
         while picked.len() < samples.min(n) {
-            for c in 0..classes {
-                if let Some(&i) = by_class[c].get(round) {
+            for members in &by_class {
+                if let Some(&i) = members.get(round) {
                     if picked.len() < samples {
                         picked.push(i);
                     }

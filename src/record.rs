@@ -73,7 +73,11 @@ struct ArrayMeta {
 mod nan {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
@@ -166,7 +170,11 @@ fn push_array(metas: &mut Vec<ArrayMeta>, payload: &mut Vec<u8>, name: &str, a: 
                 .iter()
                 .map(|v| {
                     let q = ((v - l) * scale).round();
-                    if q.is_finite() { q.clamp(0.0, top) as u8 } else { 0 }
+                    if q.is_finite() {
+                        q.clamp(0.0, top) as u8
+                    } else {
+                        0
+                    }
                 })
                 .collect();
             if quant_meta.delta {
@@ -217,7 +225,15 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         Message::Header(h) => {
             payload.extend(&h.sample_images);
             let per = h.sample_images.len() / h.num_samples().max(1);
-            metas.push(ArrayMeta { name: "sample_images".into(), shape: vec![h.num_samples(), per], enc: Encoding::Bytes, lo: None, hi: None, top: None, delta: false });
+            metas.push(ArrayMeta {
+                name: "sample_images".into(),
+                shape: vec![h.num_samples(), per],
+                enc: Encoding::Bytes,
+                lo: None,
+                hi: None,
+                top: None,
+                delta: false,
+            });
             finish_frame(&Json::Header { header: h.clone(), arrays: metas }, &payload)
         }
         Message::Snapshot(s) => {
@@ -235,7 +251,12 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             let layers = s
                 .layers
                 .iter()
-                .map(|l| WireLayer { layer: l.layer, mean_gate: opt(l.mean_gate), open_fraction: opt(l.open_fraction), mean_change: opt(l.mean_change) })
+                .map(|l| WireLayer {
+                    layer: l.layer,
+                    mean_gate: opt(l.mean_gate),
+                    open_fraction: opt(l.open_fraction),
+                    mean_change: opt(l.mean_change),
+                })
                 .collect();
             let json = Json::Snapshot {
                 step: s.step,
@@ -345,7 +366,7 @@ fn decode_body(body: &[u8]) -> Result<Option<Message>, String> {
                 }
             }
             let per = s.mean_gate.data.len();
-            if per > 0 && s.class_mean_gate.data.len() % per == 0 {
+            if per > 0 && s.class_mean_gate.data.len().is_multiple_of(per) {
                 for (i, v) in s.class_mean_gate.data.iter_mut().enumerate() {
                     *v += s.mean_gate.data[i % per];
                 }
@@ -415,6 +436,7 @@ impl Decoder {
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
+    #[allow(clippy::should_implement_trait)] // fallible: not an Iterator
     pub fn next(&mut self) -> Result<Option<Message>, RecordError> {
         loop {
             let buf = &self.buf[self.start..];
@@ -478,22 +500,26 @@ impl std::fmt::Display for TornTail {
 pub fn read_bytes(bytes: &[u8]) -> Result<Recording, RecordError> {
     if bytes.len() < PREAMBLE_LEN {
         check_preamble(bytes)?;
-        return Err(RecordError::Corrupt { index: 0, offset: 0, reason: format!("file is {} bytes, shorter than the 12-byte preamble", bytes.len()) });
+        return Err(RecordError::Corrupt {
+            index: 0,
+            offset: 0,
+            reason: format!("file is {} bytes, shorter than the 12-byte preamble", bytes.len()),
+        });
     }
     check_preamble(bytes)?;
     let mut frames: Vec<(u64, &[u8])> = Vec::new();
     let mut at = PREAMBLE_LEN;
-    while let Some(body) = split_frame(&bytes[at..]).map_err(|reason| RecordError::Corrupt { index: frames.len(), offset: at as u64, reason })? {
+    while let Some(body) =
+        split_frame(&bytes[at..]).map_err(|reason| RecordError::Corrupt { index: frames.len(), offset: at as u64, reason })?
+    {
         frames.push((at as u64, body));
         at += 8 + body.len();
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(frames.len().max(1));
     let per = frames.len().div_ceil(threads.max(1)).max(1);
     let decoded: Vec<Result<Option<Message>, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = frames
-            .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|(_, body)| decode_body(body)).collect::<Vec<_>>()))
-            .collect();
+        let handles: Vec<_> =
+            frames.chunks(per).map(|chunk| s.spawn(move || chunk.iter().map(|(_, body)| decode_body(body)).collect::<Vec<_>>())).collect();
         handles.into_iter().flat_map(|h| h.join().expect("decoder thread")).collect()
     });
     let (mut header, mut snapshots, mut dropped) = (None, Vec::new(), 0);

@@ -116,6 +116,7 @@ impl Report {
     /// Reads a report file, naming the file and the problem on failure.
     pub fn read(path: &std::path::Path) -> anyhow::Result<Report> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a gatescope report (lesion, sweep or ablation JSON): {e}", path.display()))
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not a gatescope report (lesion, sweep or ablation JSON): {e}", path.display()))
     }
 }

@@ -94,7 +94,13 @@ impl Loaded {
     /// Where the card says training stood (a probe's step, epoch and training figures).
     pub fn progress(&self) -> Progress {
         let m = self.card.metrics.clone().unwrap_or_default();
-        Progress { step: m.steps as u64, epoch: m.epochs_completed as f64, train_loss: m.train_loss, train_accuracy: m.train_accuracy, test_accuracy: None }
+        Progress {
+            step: m.steps as u64,
+            epoch: m.epochs_completed as f64,
+            train_loss: m.train_loss,
+            train_accuracy: m.train_accuracy,
+            test_accuracy: None,
+        }
     }
 
     /// The probe set `opts` describes, over this model's dataset.
@@ -121,7 +127,8 @@ impl Loaded {
         let spatial = model.arch.family == Family::Conv;
         let x = images_tensor(&image, dim).to_device(model.flat.device());
         let fwd = tch::no_grad(|| model.forward(&x, ForwardOpts { trace: true, lesion, spatial }));
-        let squeeze = |ts: &[tch::Tensor]| if ts.is_empty() { Array::zeros(vec![0, model.arch.width]) } else { to_array(&tch::Tensor::cat(ts, 0)) };
+        let squeeze =
+            |ts: &[tch::Tensor]| if ts.is_empty() { Array::zeros(vec![0, model.arch.width]) } else { to_array(&tch::Tensor::cat(ts, 0)) };
         Ok(SampleTrace {
             index,
             label: data.train.labels[index] as u32,
@@ -150,7 +157,7 @@ impl Loaded {
 
 /// A file opened by any front-end.
 pub enum Opened {
-    Recording(Recording),
+    Recording(Box<Recording>),
     Model(Box<Loaded>),
     Report(Report),
 }
@@ -158,7 +165,7 @@ pub enum Opened {
 /// Opens any gatescope file: a recording, a model (or import spec) with its dataset, a report.
 pub fn open(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> anyhow::Result<Opened> {
     Ok(match sniff(path)? {
-        FileKind::Recording => Opened::Recording(record::open(path)?),
+        FileKind::Recording => Opened::Recording(Box::new(record::open(path)?)),
         FileKind::Report => Opened::Report(Report::read(path)?),
         FileKind::Model | FileKind::ImportSpec => Opened::Model(Box::new(open_model(path, data_dir, device)?)),
     })
@@ -195,7 +202,14 @@ pub struct TrainRun {
 /// Trains as `cfg` says on `data`, snapshotting into the sinks of `capture` (if any) at its
 /// cadence; `source` names the run in the recording's header. `stop` ends the run between
 /// batches with a usable model.
-pub fn train_recorded(cfg: &TrainConfig, data: &Dataset, capture: CaptureOpts, source: &str, stop: &AtomicBool, observer: &mut dyn Observer) -> anyhow::Result<TrainRun> {
+pub fn train_recorded(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    capture: CaptureOpts,
+    source: &str,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<TrainRun> {
     if !capture.is_on() {
         let outcome = train::train(cfg, data, stop, observer)?;
         return Ok(TrainRun { outcome, snapshots: 0, probe_seconds: 0.0, dropped: 0 });

@@ -102,9 +102,7 @@ impl SocketSink {
         let connected = Arc::new(AtomicBool::new(false));
         let (q, c) = (queue.clone(), connected.clone());
         let header_frame = record::encode(&Message::Header(Box::new(header)));
-        let thread = std::thread::Builder::new()
-            .name("gatescope-stream".into())
-            .spawn(move || socket_loop(addr, &header_frame, &q, &c))?;
+        let thread = std::thread::Builder::new().name("gatescope-stream".into()).spawn(move || socket_loop(addr, &header_frame, &q, &c))?;
         Ok(SocketSink { queue, thread: Some(thread), connected })
     }
 
@@ -186,10 +184,18 @@ fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: 
 /// What a listening viewer hears.
 #[derive(Debug)]
 pub enum StreamEvent {
-    Connected { peer: SocketAddr },
-    Message { peer: SocketAddr, message: Message },
+    Connected {
+        peer: SocketAddr,
+    },
+    Message {
+        peer: SocketAddr,
+        message: Message,
+    },
     /// The trainer closed the connection (`error: None`) or the stream broke.
-    Disconnected { peer: SocketAddr, error: Option<String> },
+    Disconnected {
+        peer: SocketAddr,
+        error: Option<String>,
+    },
 }
 
 /// Where a listener's events go; false when nobody listens any more.

@@ -97,7 +97,14 @@ impl Observer for Curve<'_> {
 }
 
 /// Trains one configuration; a diverged run is a result (marked), not an error.
-fn run_one(name: &str, trial: usize, cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, progress: &dyn StudyProgress) -> anyhow::Result<RunResult> {
+fn run_one(
+    name: &str,
+    trial: usize,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    stop: &AtomicBool,
+    progress: &dyn StudyProgress,
+) -> anyhow::Result<RunResult> {
     progress.started(name, trial, cfg.epochs);
     let mut curve = Curve { losses: Vec::new(), variant: name, trial, progress };
     let t = std::time::Instant::now();
@@ -162,7 +169,15 @@ pub fn sample_trial(base: &TrainConfig, rng_seed: u64) -> TrainConfig {
 
 /// Trains a variant: with a search, the trials' best configuration (lowest final training
 /// loss) is then trained with the full budget.
-fn run_variant(v: &Variant, plan: &Plan, index: usize, data: &Dataset, search_data: &Dataset, stop: &AtomicBool, progress: &dyn StudyProgress) -> anyhow::Result<RunResult> {
+fn run_variant(
+    v: &Variant,
+    plan: &Plan,
+    index: usize,
+    data: &Dataset,
+    search_data: &Dataset,
+    stop: &AtomicBool,
+    progress: &dyn StudyProgress,
+) -> anyhow::Result<RunResult> {
     let mut cfg = v.config.clone();
     if plan.search > 0 {
         let mut best: Option<(f64, TrainConfig)> = None;
@@ -189,10 +204,20 @@ fn run_variant(v: &Variant, plan: &Plan, index: usize, data: &Dataset, search_da
 }
 
 /// Runs every variant (up to `plan.jobs` at once) and returns their results in order.
-pub fn run_study(variants: &[Variant], plan: &Plan, data: &Dataset, stop: &AtomicBool, progress: &dyn StudyProgress) -> anyhow::Result<Vec<RunResult>> {
+pub fn run_study(
+    variants: &[Variant],
+    plan: &Plan,
+    data: &Dataset,
+    stop: &AtomicBool,
+    progress: &dyn StudyProgress,
+) -> anyhow::Result<Vec<RunResult>> {
     let jobs = plan.jobs.clamp(1, variants.len().max(1));
     let next = AtomicUsize::new(0);
-    let search_data = if plan.search > 0 { data.clone().truncated(Some(plan.search_examples), Some(2_000)) } else { data.clone().truncated(Some(0), Some(0)) };
+    let search_data = if plan.search > 0 {
+        data.clone().truncated(Some(plan.search_examples), Some(2_000))
+    } else {
+        data.clone().truncated(Some(0), Some(0))
+    };
     let results: Mutex<Vec<Option<anyhow::Result<RunResult>>>> = Mutex::new((0..variants.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..jobs {
@@ -212,9 +237,9 @@ pub fn run_study(variants: &[Variant], plan: &Plan, data: &Dataset, stop: &Atomi
     });
     let mut out = Vec::new();
     for (v, r) in variants.iter().zip(results.into_inner().expect("results lock")) {
-        match r {
-            Some(r) => out.push(r.map_err(|e| e.context(format!("run {}", v.name)))?),
-            None => {} // not started: the study was stopped
+        // None: not started, the study was stopped
+        if let Some(r) = r {
+            out.push(r.map_err(|e| e.context(format!("run {}", v.name)))?);
         }
     }
     Ok(out)

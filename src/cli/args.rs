@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::arch::{Activation, Family, GateMode};
 use crate::bench::BenchOpts;
 use crate::data::DatasetKind;
-use crate::recipe::{Cadence, DeviceChoice, Optimizer, ProbeSize, Schedule, TrainConfig, CADENCE, PROBE_EXAMPLES, PROBE_SAMPLES, RECIPE, STUDY_EPOCHS, THREADS};
+use crate::recipe::{
+    Cadence, DeviceChoice, Optimizer, ProbeSize, Schedule, TrainConfig, CADENCE, PROBE_EXAMPLES, PROBE_SAMPLES, RECIPE, STUDY_EPOCHS,
+    THREADS,
+};
 
 /// Train highway networks with libtorch and see what their gates do
 /// (Srivastava, Greff & Schmidhuber, "Training Very Deep Networks", 2015).
@@ -466,7 +469,6 @@ pub struct TrainFlags {
     #[arg(long)]
     pub no_fast: bool,
 }
-
 
 impl TrainFlags {
     /// The plain training configuration these flags describe.

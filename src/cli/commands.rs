@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::args::{AblateArgs, BenchArgs, EvalArgs, ExportArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs};
+use super::args::{
+    AblateArgs, BenchArgs, EvalArgs, ExportArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs,
+};
 use super::progress::{self, StudyBars, TrainBars};
 use crate::data;
 use crate::model::{file, ForwardOpts};
@@ -117,7 +119,13 @@ pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     for s in rec.snapshots {
         w.write(&Message::Snapshot(Box::new(s)))?;
     }
-    println!("{}: one snapshot of {} over {} probe examples (probe pass {:.0} ms)", a.out.display(), a.model.display(), set.len(), probe_s * 1e3);
+    println!(
+        "{}: one snapshot of {} over {} probe examples (probe pass {:.0} ms)",
+        a.out.display(),
+        a.model.display(),
+        set.len(),
+        probe_s * 1e3
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -128,10 +136,19 @@ pub fn info_cmd(a: InfoArgs) -> anyhow::Result<ExitCode> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&card)?);
         } else {
-            println!("model: {:?} net, depth {}, width {}, {:?}, gate bias {}", card.arch.family, card.arch.depth, card.arch.width, card.arch.activation, card.arch.gate_bias);
+            println!(
+                "model: {:?} net, depth {}, width {}, {:?}, gate bias {}",
+                card.arch.family, card.arch.depth, card.arch.width, card.arch.activation, card.arch.gate_bias
+            );
             println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
             if let Some(m) = &card.metrics {
-                println!("train accuracy {:.4}, test accuracy {:.4} after {} steps{}", m.train_accuracy, m.test_accuracy, m.steps, if m.interrupted { " (interrupted)" } else { "" });
+                println!(
+                    "train accuracy {:.4}, test accuracy {:.4} after {} steps{}",
+                    m.train_accuracy,
+                    m.test_accuracy,
+                    m.steps,
+                    if m.interrupted { " (interrupted)" } else { "" }
+                );
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -158,7 +175,13 @@ pub fn info_cmd(a: InfoArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let arch = &rec.header.card.arch;
-    println!("recording of a {:?} net, depth {}, width {}, on {}", arch.family, arch.depth, arch.width, rec.header.card.dataset.name.name());
+    println!(
+        "recording of a {:?} net, depth {}, width {}, on {}",
+        arch.family,
+        arch.depth,
+        arch.width,
+        rec.header.card.dataset.name.name()
+    );
     println!(
         "{} snapshots, steps {:?}..{:?}; probe set {} examples, {} samples",
         rec.snapshots.len(),
@@ -267,10 +290,18 @@ fn study_setup(a: &StudyArgs) -> anyhow::Result<(TrainConfig, data::Dataset, swe
     let base = a.config((cores / jobs).max(1));
     base.validate()?;
     anyhow::ensure!(a.search == 0 || a.search_epochs >= 1, "--search-epochs must be at least 1");
-    anyhow::ensure!(a.search == 0 || a.search_examples >= a.batch_size, "--search-examples must hold at least one batch ({})", a.batch_size);
+    anyhow::ensure!(
+        a.search == 0 || a.search_examples >= a.batch_size,
+        "--search-examples must hold at least one batch ({})",
+        a.batch_size
+    );
     let data = data::load(a.dataset, a.data_dir.as_deref())?.truncated(a.train_examples, a.test_examples);
     anyhow::ensure!(data.train.len() >= a.batch_size, "--train-examples {} is smaller than a batch ({})", data.train.len(), a.batch_size);
-    Ok((base, data, sweep::Plan { search: a.search, search_epochs: a.search_epochs, search_examples: a.search_examples, jobs, seed: a.seed }))
+    Ok((
+        base,
+        data,
+        sweep::Plan { search: a.search, search_epochs: a.search_epochs, search_examples: a.search_examples, jobs, seed: a.seed },
+    ))
 }
 
 /// Runs a study's variants with progress bars; (runs, seconds).
@@ -284,7 +315,10 @@ fn run_study(variants: &[sweep::Variant], plan: &sweep::Plan, data: &data::Datas
 }
 
 fn print_runs(runs: &[RunResult]) {
-    println!("{:<32} {:>6} {:>8} {:>10} {:>9} {:>10} {:>9} {:>7}", "run", "depth", "params", "train loss", "train acc", "test loss", "test acc", "secs");
+    println!(
+        "{:<32} {:>6} {:>8} {:>10} {:>9} {:>10} {:>9} {:>7}",
+        "run", "depth", "params", "train loss", "train acc", "test loss", "test acc", "secs"
+    );
     for r in runs {
         println!(
             "{:<32} {:>6} {:>8} {:>10.4} {:>9.4} {:>10.4} {:>9.4} {:>7.0}{}",

@@ -67,8 +67,9 @@ impl Observer for TrainBars {
     }
     fn on_batch(&mut self, s: &BatchStats, _: &Model) -> anyhow::Result<()> {
         self.batches.set_position(s.batch as u64 + 1);
-        if s.step % 10 == 0 {
-            self.batches.set_message(format!("loss {:.4}  acc {:.3}  lr {:.4}  {:.0} samples/s", s.loss, s.accuracy, s.lr, s.samples_per_s));
+        if s.step.is_multiple_of(10) {
+            self.batches
+                .set_message(format!("loss {:.4}  acc {:.3}  lr {:.4}  {:.0} samples/s", s.loss, s.accuracy, s.lr, s.samples_per_s));
         }
         Ok(())
     }

@@ -17,12 +17,7 @@ const EMBEDDED: [&[u8]; 4] = [
     include_bytes!("../../assets/mnist/t10k-images-idx3-ubyte.gz"),
     include_bytes!("../../assets/mnist/t10k-labels-idx1-ubyte.gz"),
 ];
-const FILES: [&str; 4] = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-];
+const FILES: [&str; 4] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
 pub fn mnist_class_names() -> Vec<String> {
     (0..10).map(|d| d.to_string()).collect()
@@ -49,27 +44,18 @@ pub fn mnist_dir(dir: &Path) -> Result<Dataset, DataError> {
     mnist_from_bytes(bytes, |i| paths[i].clone())
 }
 
-fn mnist_from_bytes(
-    [tr_x, tr_y, te_x, te_y]: [Vec<u8>; 4],
-    name: impl Fn(usize) -> String,
-) -> Result<Dataset, DataError> {
+fn mnist_from_bytes([tr_x, tr_y, te_x, te_y]: [Vec<u8>; 4], name: impl Fn(usize) -> String) -> Result<Dataset, DataError> {
     let (train_images, rows, cols) = parse_images(&name(0), &tr_x)?;
     let train_labels = parse_labels(&name(1), &tr_y, 10)?;
     let (test_images, trows, tcols) = parse_images(&name(2), &te_x)?;
     let test_labels = parse_labels(&name(3), &te_y, 10)?;
     if (rows, cols) != (trows, tcols) {
-        return Err(DataError::new(
-            name(2),
-            format!("images are {trows}x{tcols}, but the training images are {rows}x{cols}"),
-        ));
+        return Err(DataError::new(name(2), format!("images are {trows}x{tcols}, but the training images are {rows}x{cols}")));
     }
     for (xi, yi, x, y) in [(0, 1, &train_images, &train_labels), (2, 3, &test_images, &test_labels)] {
         let n = x.len() / (rows * cols);
         if n != y.len() {
-            return Err(DataError::new(
-                name(yi),
-                format!("{} labels for {} images in {}", y.len(), n, name(xi)),
-            ));
+            return Err(DataError::new(name(yi), format!("{} labels for {} images in {}", y.len(), n, name(xi))));
         }
     }
     Ok(Dataset {
@@ -86,9 +72,7 @@ fn mnist_from_bytes(
 pub fn decompress(file: &str, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::new(file, format!("corrupt gzip data: {e}")))?;
+        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| DataError::new(file, format!("corrupt gzip data: {e}")))?;
         Ok(out)
     } else {
         Ok(bytes.to_vec())
@@ -103,26 +87,17 @@ fn header(file: &str, b: &[u8], magic: u32, ndim: usize) -> Result<Vec<usize>, D
     let word = |i: usize| u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
     let got = word(0);
     if got != magic {
-        return Err(DataError::new(
-            file,
-            format!("bad IDX magic 0x{got:08x}, expected 0x{magic:08x}"),
-        ));
+        return Err(DataError::new(file, format!("bad IDX magic 0x{got:08x}, expected 0x{magic:08x}")));
     }
     if b.len() < need {
-        return Err(DataError::new(
-            file,
-            format!("truncated IDX header: {} bytes, need {need}", b.len()),
-        ));
+        return Err(DataError::new(file, format!("truncated IDX header: {} bytes, need {need}", b.len())));
     }
     let dims: Vec<usize> = (1..=ndim).map(|i| word(i) as usize).collect();
     let count: usize = dims.iter().product();
     let body = b.len() - need;
     if body != count {
         let what = if body < count { "truncated" } else { "trailing bytes" };
-        return Err(DataError::new(
-            file,
-            format!("{what}: header says {dims:?} = {count} bytes of data, file has {body}"),
-        ));
+        return Err(DataError::new(file, format!("{what}: header says {dims:?} = {count} bytes of data, file has {body}")));
     }
     Ok(dims)
 }
@@ -132,10 +107,7 @@ pub fn parse_labels(file: &str, b: &[u8], classes: usize) -> Result<Vec<u8>, Dat
     header(file, b, LABELS_MAGIC, 1)?;
     let labels = b[8..].to_vec();
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
-        return Err(DataError::new(
-            file,
-            format!("label {l} at index {i} is out of range 0..{classes}"),
-        ));
+        return Err(DataError::new(file, format!("label {l} at index {i} is out of range 0..{classes}")));
     }
     Ok(labels)
 }

@@ -110,10 +110,7 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>) -> anyhow::Result<Dataset> {
         (DatasetKind::Mnist, Some(d)) => idx::mnist_dir(d)?,
         (DatasetKind::Cifar10, Some(d)) => cifar::cifar10_dir(d)?,
         (DatasetKind::Cifar100, Some(d)) => cifar::cifar100_dir(d)?,
-        (k, None) => anyhow::bail!(
-            "dataset {} is not bundled: pass --data-dir with its binary files",
-            k.name()
-        ),
+        (k, None) => anyhow::bail!("dataset {} is not bundled: pass --data-dir with its binary files", k.name()),
     })
 }
 

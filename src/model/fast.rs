@@ -17,7 +17,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{Activation, ForwardOpts, Forward, Model};
+use super::{Activation, Forward, ForwardOpts, Model};
 
 /// Views of one flat buffer (parameters or gradients) in the fused highway layout.
 pub struct Views {
@@ -42,20 +42,10 @@ impl Views {
         let fused = |l: usize| {
             let s = model.spec(&format!("layers.{l}.block.weight")).expect("highway layout");
             let bs = model.spec(&format!("layers.{l}.block.bias")).expect("highway layout");
-            (
-                buf.narrow(0, s.offset as i64, 2 * w * w).view([2 * w, w]),
-                buf.narrow(0, bs.offset as i64, 2 * w),
-            )
+            (buf.narrow(0, s.offset as i64, 2 * w * w).view([2 * w, w]), buf.narrow(0, bs.offset as i64, 2 * w))
         };
         let (wc, bc) = (1..model.arch.depth).map(fused).unzip();
-        Views {
-            w0: v("layers.0.block.weight"),
-            b0: v("layers.0.block.bias"),
-            wc,
-            bc,
-            wo: v("output.weight"),
-            bo: v("output.bias"),
-        }
+        Views { w0: v("layers.0.block.weight"), b0: v("layers.0.block.bias"), wc, bc, wo: v("output.weight"), bo: v("output.bias") }
     }
 }
 
@@ -205,12 +195,18 @@ impl Replay {
             // z = W h + b with h = 2q − 1  →  2W q + (b − W·1); then the H half doubled.
             let half = Tensor::cat(&[Tensor::full([w], 2.0, f), Tensor::ones([w], f)], 0); // [2w]
             let wct: Vec<Tensor> = k.wct.iter().map(|m| (m * 2.0 * half.view([1, 2 * w])).contiguous()).collect();
-            let bc: Vec<Tensor> = k.bc.iter().zip(&k.wct).map(|(b, m)| (b - m.sum_dim_intlist([0i64].as_slice(), false, Kind::Float)) * &half).collect();
+            let bc: Vec<Tensor> =
+                k.bc.iter().zip(&k.wct).map(|(b, m)| (b - m.sum_dim_intlist([0i64].as_slice(), false, Kind::Float)) * &half).collect();
             let wot = (&k.wot * 2.0).contiguous();
             let bo = &k.bo - k.wot.sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
             (wct, bc, wot, bo)
         } else {
-            (k.wct.iter().map(|m| m.shallow_clone()).collect(), k.bc.iter().map(|b| b.shallow_clone()).collect(), k.wot.shallow_clone(), k.bo.shallow_clone())
+            (
+                k.wct.iter().map(|m| m.shallow_clone()).collect(),
+                k.bc.iter().map(|b| b.shallow_clone()).collect(),
+                k.wot.shallow_clone(),
+                k.bo.shallow_clone(),
+            )
         };
         Replay { tanh, w0t: k.w0t.shallow_clone(), b0: k.b0.shallow_clone(), wct, bc, wot, bo, width: w, activation: model.arch.activation }
     }

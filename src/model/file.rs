@@ -31,8 +31,7 @@ pub fn save(model: &Model, card: &ModelCard, path: &Path) -> anyhow::Result<()> 
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let tmp = path.with_extension("safetensors.tmp");
-    safetensors::tensor::serialize_to_file(views, &Some(meta), &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    safetensors::tensor::serialize_to_file(views, &Some(meta), &tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
@@ -41,31 +40,31 @@ pub fn save(model: &Model, card: &ModelCard, path: &Path) -> anyhow::Result<()> 
 /// PyTorch model is loaded to check its weights against the spec).
 pub fn read_card(path: &Path) -> anyhow::Result<ModelCard> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
-    if super::import::is_spec(&bytes) || (SafeTensors::read_metadata(&bytes).is_ok() && card_from_bytes(path, &bytes).is_err() && path.with_extension("json").is_file()) {
+    if super::import::is_spec(&bytes)
+        || (SafeTensors::read_metadata(&bytes).is_ok() && card_from_bytes(path, &bytes).is_err() && path.with_extension("json").is_file())
+    {
         return load(path).map(|(_, c)| c);
     }
     card_from_bytes(path, &bytes)
 }
 
 fn card_from_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<ModelCard> {
-    let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e:?})", path.display()))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e:?})", path.display()))?;
     let Some(text) = meta.metadata().as_ref().and_then(|m| m.get(CARD_KEY)) else {
         bail!("{}: safetensors file without a gatescope model card (metadata key {CARD_KEY})", path.display());
     };
-    let value: serde_json::Value = serde_json::from_str(text)
-        .with_context(|| format!("{}: model card is not valid JSON", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{}: model card is not valid JSON", path.display()))?;
     let version = value.get("format_version").and_then(|v| v.as_u64());
     match version {
-        Some(v) if v as u32 > FORMAT_VERSION => bail!(
-            "{}: model format version {v} is newer than this gatescope reads ({FORMAT_VERSION}); upgrade gatescope",
-            path.display()
-        ),
+        Some(v) if v as u32 > FORMAT_VERSION => {
+            bail!("{}: model format version {v} is newer than this gatescope reads ({FORMAT_VERSION}); upgrade gatescope", path.display())
+        }
         None => bail!("{}: model card has no format_version", path.display()),
         _ => {}
     }
-    let card: ModelCard = serde_json::from_value(value)
-        .with_context(|| format!("{}: model card is malformed", path.display()))?;
+    let card: ModelCard = serde_json::from_value(value).with_context(|| format!("{}: model card is malformed", path.display()))?;
     anyhow::ensure!(card.format == FORMAT, "{}: card format is {:?}, expected {FORMAT:?}", path.display(), card.format);
     card.arch.validate().with_context(|| format!("{}: model card", path.display()))?;
     Ok(card)
@@ -90,8 +89,7 @@ pub fn load(path: &Path) -> anyhow::Result<(Model, ModelCard)> {
         }
         Err(e) => return Err(e),
     };
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: corrupt safetensors data ({e})", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{}: corrupt safetensors data ({e})", path.display()))?;
     let specs = card.arch.param_specs();
     let mismatch = |what: String| anyhow::anyhow!("{}: model card does not match the weights: {what}", path.display());
     let expected: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();

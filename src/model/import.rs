@@ -84,7 +84,11 @@ pub struct PyTorchSpec {
 
 /// True if the file at `path` looks like a spec (a JSON object with the spec's `format`).
 pub fn is_spec(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&b'{') && serde_json::from_slice::<serde_json::Value>(bytes).ok().and_then(|v| v.get("format").and_then(|f| f.as_str()).map(|f| f == SPEC_FORMAT)).unwrap_or(false)
+    bytes.first() == Some(&b'{')
+        && serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(|f| f == SPEC_FORMAT))
+            .unwrap_or(false)
 }
 
 /// Class names and image shape of a dataset, without loading it.
@@ -119,8 +123,20 @@ pub fn load(spec_path: &Path) -> anyhow::Result<(Model, ModelCard)> {
     };
     arch.validate().with_context(|| format!("{name}"))?;
     let info = dataset_info(spec.dataset);
-    anyhow::ensure!(info.class_names.len() == spec.classes, "{name}: {} has {} classes, the spec says {}", spec.dataset.name(), info.class_names.len(), spec.classes);
-    anyhow::ensure!(info.image_shape.iter().product::<usize>() == spec.input_dim, "{name}: {} images have {} values, the spec says input_dim {}", spec.dataset.name(), info.image_shape.iter().product::<usize>(), spec.input_dim);
+    anyhow::ensure!(
+        info.class_names.len() == spec.classes,
+        "{name}: {} has {} classes, the spec says {}",
+        spec.dataset.name(),
+        info.class_names.len(),
+        spec.classes
+    );
+    anyhow::ensure!(
+        info.image_shape.iter().product::<usize>() == spec.input_dim,
+        "{name}: {} images have {} values, the spec says input_dim {}",
+        spec.dataset.name(),
+        info.image_shape.iter().product::<usize>(),
+        spec.input_dim
+    );
     let weights = spec_path.parent().unwrap_or(Path::new(".")).join(&spec.weights);
     let wname = weights.display();
     let bytes = std::fs::read(&weights).with_context(|| format!("{name}: reading the weights {wname}"))?;
@@ -128,10 +144,13 @@ pub fn load(spec_path: &Path) -> anyhow::Result<(Model, ModelCard)> {
 
     // gatescope name → state_dict name
     let k = &spec.keys;
-    let mut map = vec![("layers.0.block.weight".to_string(), k.input_weight.clone()), ("layers.0.block.bias".to_string(), k.input_bias.clone())];
+    let mut map =
+        vec![("layers.0.block.weight".to_string(), k.input_weight.clone()), ("layers.0.block.bias".to_string(), k.input_bias.clone())];
     for l in 1..arch.depth {
         let i = (l - 1).to_string();
-        for (ours, theirs) in [("block.weight", &k.block_weight), ("block.bias", &k.block_bias), ("gate.weight", &k.gate_weight), ("gate.bias", &k.gate_bias)] {
+        for (ours, theirs) in
+            [("block.weight", &k.block_weight), ("block.bias", &k.block_bias), ("gate.weight", &k.gate_weight), ("gate.bias", &k.gate_bias)]
+        {
             map.push((format!("layers.{l}.{ours}"), theirs.replace("{i}", &i)));
         }
     }
@@ -147,7 +166,11 @@ pub fn load(spec_path: &Path) -> anyhow::Result<(Model, ModelCard)> {
             let mut have: Vec<String> = st.names().into_iter().cloned().collect();
             have.sort();
             have.truncate(6);
-            anyhow::anyhow!("{wname}: tensor {theirs:?} (for {}) is missing; the file has {:?}...; set \"keys\" in the spec to map other names", s.name, have)
+            anyhow::anyhow!(
+                "{wname}: tensor {theirs:?} (for {}) is missing; the file has {:?}...; set \"keys\" in the spec to map other names",
+                s.name,
+                have
+            )
         })?;
         anyhow::ensure!(t.shape() == s.shape.as_slice(), "{wname}: {theirs} has shape {:?}, the spec implies {:?}", t.shape(), s.shape);
         let dst = &mut values[s.offset..s.offset + s.numel()];
@@ -157,7 +180,11 @@ pub fn load(spec_path: &Path) -> anyhow::Result<(Model, ModelCard)> {
     }
     let extra: Vec<&String> = st.names().into_iter().filter(|n| !used.contains(*n)).collect();
     anyhow::ensure!(extra.is_empty(), "{wname}: tensors the spec does not account for: {extra:?} (is depth {} right?)", spec.depth);
-    let mut card = ModelCard::new(arch.clone(), info, serde_json::json!({ "imported_from": "pytorch", "spec": spec_path.display().to_string(), "weights": weights.display().to_string() }));
+    let mut card = ModelCard::new(
+        arch.clone(),
+        info,
+        serde_json::json!({ "imported_from": "pytorch", "spec": spec_path.display().to_string(), "weights": weights.display().to_string() }),
+    );
     card.metrics = spec.metrics.clone();
     Ok((Model::from_flat(arch, Tensor::from_slice(&values))?, card))
 }

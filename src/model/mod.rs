@@ -154,11 +154,8 @@ impl Model {
         if !matches!(self.arch.family, Family::Highway | Family::Conv) || self.arch.gate == GateMode::Fixed || self.arch.depth < 2 {
             return None;
         }
-        let rows: Vec<Tensor> = self
-            .arch
-            .gated_layers()
-            .map(|l| self.param(&format!("layers.{l}.gate.bias")).expect("layout has gate biases"))
-            .collect();
+        let rows: Vec<Tensor> =
+            self.arch.gated_layers().map(|l| self.param(&format!("layers.{l}.gate.bias")).expect("layout has gate biases")).collect();
         Some(Tensor::stack(&rows, 0))
     }
 
@@ -177,9 +174,7 @@ impl Model {
             blocks.push(h.shallow_clone());
         }
         for l in 1..self.arch.depth {
-            let lin = |part: &str| {
-                h.linear(&p(format!("layers.{l}.{part}.weight")), Some(p(format!("layers.{l}.{part}.bias"))))
-            };
+            let lin = |part: &str| h.linear(&p(format!("layers.{l}.{part}.weight")), Some(p(format!("layers.{l}.{part}.bias"))));
             h = match self.arch.family {
                 Family::Highway => {
                     if opts.lesion == Some(l) {
@@ -193,7 +188,9 @@ impl Model {
                             GateMode::Adaptive => lin("gate").sigmoid(), // [batch, width]
                             // [1, width], broadcast over the batch
                             GateMode::Learned => p(format!("layers.{l}.gate.bias")).sigmoid().unsqueeze(0),
-                            GateMode::Fixed => Tensor::full([1, self.arch.width as i64], self.arch.fixed_gate as f64, (Kind::Float, h.device())),
+                            GateMode::Fixed => {
+                                Tensor::full([1, self.arch.width as i64], self.arch.fixed_gate as f64, (Kind::Float, h.device()))
+                            }
                         };
                         let y = &hh * &t + &h * (1.0 - &t);
                         if opts.trace {
@@ -255,7 +252,10 @@ impl Model {
             } else {
                 // H and T as one convolution: their weights are adjacent in the layout, so
                 // [2·width, width, 3, 3] and [2·width] are views
-                let (ws, bs) = (self.spec(&format!("layers.{l}.block.weight")).expect("conv layout"), self.spec(&format!("layers.{l}.block.bias")).expect("conv layout"));
+                let (ws, bs) = (
+                    self.spec(&format!("layers.{l}.block.weight")).expect("conv layout"),
+                    self.spec(&format!("layers.{l}.block.bias")).expect("conv layout"),
+                );
                 let wd = self.arch.width as i64;
                 let w_ht = params.narrow(0, ws.offset as i64, 2 * ws.numel() as i64).view([2 * wd, wd, 3, 3]);
                 let b_ht = params.narrow(0, bs.offset as i64, 2 * wd);
@@ -306,10 +306,7 @@ impl Model {
                 let yb = y.narrow(0, start, len).to_device(self.device());
                 let logits = self.forward(&xb, ForwardOpts { trace: false, ..opts }).logits;
                 loss += f64::try_from(logits.cross_entropy_for_logits(&yb)).unwrap() * len as f64;
-                correct += f64::try_from(
-                    logits.argmax(-1, false).eq_tensor(&yb).to_kind(Kind::Float).sum(Kind::Float),
-                )
-                .unwrap();
+                correct += f64::try_from(logits.argmax(-1, false).eq_tensor(&yb).to_kind(Kind::Float).sum(Kind::Float)).unwrap();
             }
         });
         (loss / n as f64, correct / n as f64)

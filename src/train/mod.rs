@@ -186,12 +186,21 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
 fn start_from(path: &std::path::Path, arch: &Arch) -> anyhow::Result<Model> {
     let (m, _) = crate::model::file::load(path).with_context(|| format!("--init {}", path.display()))?;
     let a = &m.arch;
-    let same = (a.family, a.activation, a.gate, a.depth, a.width, &a.conv_stages) == (arch.family, arch.activation, arch.gate, arch.depth, arch.width, &arch.conv_stages)
+    let same = (a.family, a.activation, a.gate, a.depth, a.width, &a.conv_stages)
+        == (arch.family, arch.activation, arch.gate, arch.depth, arch.width, &arch.conv_stages)
         && a.param_specs() == arch.param_specs();
     anyhow::ensure!(
         same,
         "--init {}: the model is a {:?} net (depth {}, width {}, {:?}), not the {:?} net (depth {}, width {}, {:?}) these flags describe",
-        path.display(), a.family, a.depth, a.width, a.activation, arch.family, arch.depth, arch.width, arch.activation
+        path.display(),
+        a.family,
+        a.depth,
+        a.width,
+        a.activation,
+        arch.family,
+        arch.depth,
+        arch.width,
+        arch.activation
     );
     Model::from_flat(arch.clone(), m.flat)
 }

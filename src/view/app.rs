@@ -7,16 +7,18 @@ use std::sync::{mpsc, Arc};
 
 use eframe::egui;
 
+mod inbox;
+
 pub use super::command::{Command, Tab};
-use super::event::{Event, Events, Opened, Reply, Request, Slot};
-pub use super::persisted::Persisted;
+use super::event::{Event, Events, Request, Slot};
 use super::layout::{self, Chrome};
 use super::panels::{Panels, Shown};
+pub use super::persisted::Persisted;
 use super::store::Store;
-use super::worker::{self, ModelSession, SampleTrace, TrainerHandle, TRAINER_SOURCE};
+use super::worker::{self, ModelSession, SampleTrace, TrainerHandle};
 use crate::export::{self, Figure};
 use crate::report::Report;
-use crate::stream::{Listener, StreamEvent};
+use crate::stream::Listener;
 
 const STORAGE_KEY: &str = "gatescope.viewer";
 
@@ -122,136 +124,6 @@ impl ViewerApp {
         }
     }
 
-    /// Drains the event channel. Returns true if anything arrived.
-    fn poll(&mut self) -> bool {
-        let events: Vec<Event> = self.inbox.try_iter().collect();
-        let changed = !events.is_empty();
-        for e in events {
-            match e {
-                Event::Opened { path, slot: Slot::Main, result } => self.opened(path, result),
-                Event::Opened { path, slot: Slot::Other, result } => self.opened_other(path, result),
-                Event::Model { session, reply } if self.model.as_ref().is_some_and(|m| m.id == session) => self.model_reply(reply),
-                Event::Model { .. } => {} // from a model closed since
-                Event::Stream(e) => self.stream_event(e),
-                Event::Trained(m) => {
-                    if self.store.apply((*m).clone(), TRAINER_SOURCE) && self.follow_live {
-                        self.current = self.store.snapshots.len() - 1;
-                    }
-                }
-                Event::TrainingDone(r) => {
-                    match r {
-                        Ok(s) => self.status = s,
-                        Err(e) => self.error = Some(format!("training failed: {e:#}")),
-                    }
-                    self.trainer = None;
-                }
-            }
-        }
-        self.current = self.current.min(self.store.snapshots.len().saturating_sub(1));
-        changed
-    }
-
-    fn opened(&mut self, path: PathBuf, result: anyhow::Result<Box<Opened>>) {
-        self.opening = self.opening.saturating_sub(1);
-        let opened = match result {
-            Ok(o) => *o,
-            Err(e) => return self.error = Some(format!("could not open {}: {e:#}", path.display())),
-        };
-        match opened {
-            Opened::Recording(rec) => {
-                self.close_model();
-                self.status = format!("opened {}", path.display());
-                self.set_store(Store::from_recording(rec, path.display().to_string()));
-            }
-            Opened::Model(rec, model) => {
-                self.close_model();
-                self.status = format!("opened model {} (probed on {} examples)", path.display(), rec.header.probe_size);
-                self.set_store(Store::from_recording(rec, path.display().to_string()));
-                let session = ModelSession::start(model, self.events.clone());
-                session.request(Request::Trace(0));
-                self.model = Some(session);
-            }
-            Opened::Report(Report::Lesion(r)) => {
-                self.status = format!("opened report {}", path.display());
-                self.panels.lesion.report = Some(r);
-                self.tab = Tab::Lesion;
-            }
-            Opened::Report(r) => {
-                self.status = format!("opened report {}", path.display());
-                self.panels.studies.report = Some(r);
-                self.tab = Tab::Studies;
-            }
-        }
-        self.remember(path);
-    }
-
-    fn close_model(&mut self) {
-        self.model = None;
-        self.lesioned = None;
-        let lesion = &mut self.panels.lesion;
-        (lesion.report, lesion.progress, lesion.waiting) = (None, None, false);
-    }
-
-    fn opened_other(&mut self, path: PathBuf, result: anyhow::Result<Box<Opened>>) {
-        self.panels.compare.loading = false;
-        match result.map(|o| *o) {
-            Ok(Opened::Recording(rec) | Opened::Model(rec, _)) => {
-                let mut store = Store::from_recording(rec, path.display().to_string());
-                store.generation = self.store.generation + 1000;
-                self.panels.compare.set_other(store);
-                self.status = format!("comparing with {}", path.display());
-            }
-            Ok(Opened::Report(_)) => self.error = Some(format!("{}: a report, not a recording: open it with File > Open", path.display())),
-            Err(e) => self.error = Some(format!("could not open {}: {e:#}", path.display())),
-        }
-    }
-
-    fn model_reply(&mut self, reply: anyhow::Result<Reply>) {
-        let lesion = &mut self.panels.lesion;
-        match reply {
-            Ok(Reply::Trace(t)) => self.example = Some(t),
-            Ok(Reply::Probed { recording, lesion: l }) => {
-                let (source, example) = (self.store.source.clone(), self.example.as_ref().map(|e| e.index));
-                lesion.waiting = false;
-                self.set_store(Store::from_recording(recording, source));
-                self.lesioned = l;
-                let acc = self.store.snapshots.last().map_or(f64::NAN, |s| s.test_accuracy);
-                self.status = l.map_or("no layer lesioned".into(), |l| format!("layer {l} lesioned: test accuracy {acc:.4}"));
-                if let (Some(i), Some(m)) = (example, &self.model) {
-                    m.request(Request::Trace(i));
-                }
-            }
-            Ok(Reply::Lesions(r)) => {
-                self.status = format!("lesioned {} layers in {:.1} s", r.layers.len(), r.seconds);
-                (lesion.report, lesion.progress, lesion.waiting) = (Some(r), None, false);
-            }
-            Ok(Reply::Progress(d, t)) => lesion.progress = Some((d, t)),
-            Err(e) => {
-                (lesion.progress, lesion.waiting) = (None, false);
-                self.error = Some(format!("{e:#}"));
-            }
-        }
-    }
-
-    fn stream_event(&mut self, e: StreamEvent) {
-        match e {
-            StreamEvent::Connected { peer } => self.status = format!("trainer connected from {peer}"),
-            StreamEvent::Message { peer, message } => {
-                let was_live_end = self.current + 1 >= self.store.snapshots.len();
-                if self.store.apply(message, &format!("stream from {peer}")) && self.follow_live && was_live_end {
-                    self.current = self.store.snapshots.len() - 1;
-                }
-                self.close_model();
-            }
-            StreamEvent::Disconnected { peer, error } => {
-                self.status = format!("trainer {peer} disconnected");
-                if let Some(e) = error {
-                    self.error = Some(format!("stream from {peer} lost: {e}"));
-                }
-            }
-        }
-    }
-
     fn run_commands(&mut self) {
         for c in std::mem::take(&mut self.pending) {
             self.run(c);
@@ -294,7 +166,8 @@ impl ViewerApp {
                 }
             }
             Command::Export(None) => {
-                let dialog = rfd::FileDialog::new().add_filter("PNG image", &["png"]).add_filter("SVG image", &["svg"]).set_file_name("figure.png");
+                let dialog =
+                    rfd::FileDialog::new().add_filter("PNG image", &["png"]).add_filter("SVG image", &["svg"]).set_file_name("figure.png");
                 if let Some(p) = dialog.save_file() {
                     self.run(Command::Export(Some(p)));
                 }
@@ -337,7 +210,8 @@ impl ViewerApp {
                 }
             }
             Tab::Lesion => {
-                let r = self.panels.lesion.report.as_ref().ok_or_else(|| anyhow::anyhow!("no lesion results yet: lesion every layer first"))?;
+                let r =
+                    self.panels.lesion.report.as_ref().ok_or_else(|| anyhow::anyhow!("no lesion results yet: lesion every layer first"))?;
                 (Figure::Lesion(r), "figure 4")
             }
             Tab::Studies => match &self.panels.studies.report {
@@ -345,7 +219,9 @@ impl ViewerApp {
                 Some(Report::Ablation(r)) => (Figure::Ablation(r), "the ablation curves"),
                 _ => anyhow::bail!("no sweep or ablation report is open"),
             },
-            Tab::Layers | Tab::Compare => anyhow::bail!("this view has no paper figure: export from Figure 2, Figure 3, Figure 4 or Studies"),
+            Tab::Layers | Tab::Compare => {
+                anyhow::bail!("this view has no paper figure: export from Figure 2, Figure 3, Figure 4 or Studies")
+            }
         };
         export::save(&fig, path)?;
         Ok(what)
@@ -357,7 +233,9 @@ impl ViewerApp {
         let c = ctx.clone();
         self.events.set_wake(Arc::new(move || c.request_repaint()));
         self.poll();
-        let dropped = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect::<Vec<_>>());
+        let dropped = ctx.input(|i| {
+            i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect::<Vec<_>>()
+        });
         self.pending.extend(dropped.into_iter().map(Command::Open));
         let mut out = Vec::new();
         let shown = Shown {
@@ -372,7 +250,13 @@ impl ViewerApp {
             listening: self.listener.is_some(),
         };
         self.panels.timeline.tick(&ctx, &shown, &mut out);
-        let mut chrome = Chrome { tab: &mut self.tab, error: &mut self.error, status: &self.status, persisted: &mut self.persisted, opening: self.opening > 0 };
+        let mut chrome = Chrome {
+            tab: &mut self.tab,
+            error: &mut self.error,
+            status: &self.status,
+            persisted: &mut self.persisted,
+            opening: self.opening > 0,
+        };
         layout::draw(ui, &mut self.panels, &shown, &mut chrome, &mut out);
         self.pending.extend(out);
         if self.panels.lesion.waiting || self.trainer.is_some() {

@@ -49,7 +49,9 @@ pub enum Command {
     /// Export the current view's figure (None: ask where with a file dialog).
     Export(Option<PathBuf>),
     /// Show snapshot `index`; `follow`: keep showing the newest as snapshots arrive.
-    Select { index: usize, follow: bool },
+    Select {
+        index: usize,
+        follow: bool,
+    },
     SelectSample(usize),
 }
-

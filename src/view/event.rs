@@ -42,7 +42,10 @@ pub enum Request {
 pub enum Reply {
     Trace(SampleTrace),
     /// A fresh probe of the model with `lesion` applied.
-    Probed { recording: Recording, lesion: Option<usize> },
+    Probed {
+        recording: Box<Recording>,
+        lesion: Option<usize>,
+    },
     Lesions(LesionReport),
     /// Progress of `LesionAll`: (done, total).
     Progress(usize, usize),

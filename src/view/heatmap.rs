@@ -42,7 +42,16 @@ impl<K: PartialEq> Heatmap<K> {
 
     /// As [`Self::show`], optionally without the colorbar (small multiples share one).
     #[allow(clippy::too_many_arguments)]
-    pub fn show_with(&mut self, ui: &mut egui::Ui, id: &str, key: K, grid: &Grid<'_>, scale: Scale, size: Vec2, with_colorbar: bool) -> Hovered {
+    pub fn show_with(
+        &mut self,
+        ui: &mut egui::Ui,
+        id: &str,
+        key: K,
+        grid: &Grid<'_>,
+        scale: Scale,
+        size: Vec2,
+        with_colorbar: bool,
+    ) -> Hovered {
         if grid.rows == 0 || grid.cols == 0 {
             ui.label("(no data)");
             return None;
@@ -63,7 +72,7 @@ impl<K: PartialEq> Heatmap<K> {
             self.key = Some(stamp);
             self.uploads += 1;
         }
-        let Some(texture) = self.texture.as_ref() else { return None };
+        let texture = self.texture.as_ref()?;
         let mut hovered = None;
         ui.horizontal(|ui| {
             let (rect, response) = ui.allocate_exact_size(size, Sense::hover());

@@ -4,8 +4,8 @@
 use eframe::egui;
 
 use super::command::{Command, Tab};
-use super::persisted::Persisted;
 use super::panels::{Out, Panels, Shown};
+use super::persisted::Persisted;
 
 /// The app's state that the frame around the panels shows and edits.
 pub struct Chrome<'a> {

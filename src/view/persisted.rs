@@ -21,4 +21,3 @@ impl Default for Persisted {
         Persisted { recent: vec![], last_path: None, tab: Tab::Figure2, listen_addr: crate::stream::DEFAULT_ADDR.into(), sample: 0 }
     }
 }
-

@@ -22,7 +22,7 @@ pub fn open(path: PathBuf, slot: Slot, events: Events) {
                 let rec = m.probe(&m.probe_set(ProbeOpts::default()), None);
                 Opened::Model(rec, m)
             }
-            session::Opened::Recording(r) => Opened::Recording(r),
+            session::Opened::Recording(r) => Opened::Recording(*r),
             session::Opened::Report(r) => Opened::Report(r),
         });
         events.send(Event::Opened { path, slot, result: result.map(Box::new) });
@@ -88,10 +88,15 @@ fn answer(s: &mut Served, req: Request, send: &dyn Fn(anyhow::Result<Reply>) -> 
         Request::Lesion(l) => {
             if let Some(layer) = l {
                 let ok = s.model.lesionable()?;
-                anyhow::ensure!(ok.contains(&layer), "layer {layer} cannot be lesioned (layers {}..{})", ok.first().unwrap_or(&0), ok.last().unwrap_or(&0));
+                anyhow::ensure!(
+                    ok.contains(&layer),
+                    "layer {layer} cannot be lesioned (layers {}..{})",
+                    ok.first().unwrap_or(&0),
+                    ok.last().unwrap_or(&0)
+                );
             }
             s.lesion = l;
-            Ok(Reply::Probed { recording: s.model.probe(&s.probe, l), lesion: l })
+            Ok(Reply::Probed { recording: Box::new(s.model.probe(&s.probe, l)), lesion: l })
         }
         Request::LesionAll => {
             let mut last = std::time::Instant::now();
@@ -137,7 +142,12 @@ impl TrainerHandle {
                 let capture = CaptureOpts { queue: Some(queue.clone()), every: Some(every), ..Default::default() };
                 let run = session::train_recorded(&cfg, &data, capture, TRAINER_SOURCE, &s, &mut ())?;
                 let m = run.outcome.card.metrics.unwrap_or_default();
-                Ok(format!("training finished: test accuracy {:.4} after {} steps{}", m.test_accuracy, m.steps, if m.interrupted { " (stopped)" } else { "" }))
+                Ok(format!(
+                    "training finished: test accuracy {:.4} after {} steps{}",
+                    m.test_accuracy,
+                    m.steps,
+                    if m.interrupted { " (stopped)" } else { "" }
+                ))
             })();
             queue.close();
             let _ = forward.join();

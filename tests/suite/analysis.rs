@@ -128,7 +128,21 @@ fn ablation_with_search_runs_end_to_end() {
     let json = dir.path().join("ablation.json");
     let out = run_ok(
         gatescope()
-            .args(["ablate", "--depth", "4", "--width", "16", "--epochs", "2", "--train-examples", "512", "--test-examples", "256", "--batch-size", "64"])
+            .args([
+                "ablate",
+                "--depth",
+                "4",
+                "--width",
+                "16",
+                "--epochs",
+                "2",
+                "--train-examples",
+                "512",
+                "--test-examples",
+                "256",
+                "--batch-size",
+                "64",
+            ])
             .args(["--search", "2", "--search-epochs", "1", "--search-examples", "256", "--json", "--out"])
             .arg(&json),
     );
@@ -154,7 +168,12 @@ fn ablation_with_search_runs_end_to_end() {
 fn lesion_command_reports_every_layer() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
-    run_ok(gatescope().args(["train", "--quiet", "--depth", "6", "--width", "16", "--epochs", "1", "--max-steps", "100"]).arg("--out").arg(&model));
+    run_ok(
+        gatescope()
+            .args(["train", "--quiet", "--depth", "6", "--width", "16", "--epochs", "1", "--max-steps", "100"])
+            .arg("--out")
+            .arg(&model),
+    );
     let json = dir.path().join("lesion.json");
     let out = run_ok(gatescope().arg("lesion").arg(&model).arg("--json").arg("--out").arg(&json));
     let Report::Lesion(r) = serde_json::from_str(&out).unwrap() else { panic!("not a lesion report") };

@@ -150,7 +150,12 @@ fn graph(sources: &[Source]) -> BTreeMap<String, BTreeSet<String>> {
 
 /// A cycle in `g`, if there is one.
 fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
-    fn visit(n: &str, g: &BTreeMap<String, BTreeSet<String>>, state: &mut BTreeMap<String, u8>, stack: &mut Vec<String>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
         state.insert(n.to_string(), 1);
         stack.push(n.to_string());
         for m in g.get(n).into_iter().flatten() {
@@ -262,7 +267,9 @@ fn no_two_modules_depend_on_each_other_in_a_cycle() {
 #[test]
 fn the_checker_sees_what_it_checks() {
     // the parsing above, on code written to break each rule
-    let code = strip_comments("use crate::model::{fast, Model};\nuse super::{app::Command, store};\n// use crate::cli;\nlet x = tch::Tensor::zeros();");
+    let code = strip_comments(
+        "use crate::model::{fast, Model};\nuse super::{app::Command, store};\n// use crate::cli;\nlet x = tch::Tensor::zeros();",
+    );
     let p = paths(&code, "view::panels");
     assert!(p.contains(&vec!["model".to_string(), "fast".into()]));
     assert!(p.contains(&vec!["view".to_string(), "app".into(), "Command".into()]));

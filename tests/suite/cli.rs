@@ -66,8 +66,22 @@ fn bad_input_gets_one_clear_error() {
 fn help_lists_every_command_and_flag() {
     let out = gatescope().args(["train", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--dataset", "--data-dir", "--arch", "--depth", "--width", "--activation", "--gate-bias",
-        "--optimizer", "--schedule", "--batch-size", "--epochs", "--seed", "--threads", "--out"] {
+    for flag in [
+        "--dataset",
+        "--data-dir",
+        "--arch",
+        "--depth",
+        "--width",
+        "--activation",
+        "--gate-bias",
+        "--optimizer",
+        "--schedule",
+        "--batch-size",
+        "--epochs",
+        "--seed",
+        "--threads",
+        "--out",
+    ] {
         assert!(help.contains(flag), "train --help lacks {flag}");
     }
     let out = gatescope().arg("--help").output().unwrap();
@@ -136,7 +150,13 @@ fn init_continues_from_a_saved_model_and_refuses_another_architecture() {
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (dir.path().join("first.safetensors"), dir.path().join("second.safetensors"));
     let train = |extra: &[&str], out: &std::path::Path| {
-        gatescope().args(["train", "--quiet", "--depth", "4", "--width", "16", "--epochs", "1"]).args(extra).arg("--out").arg(out).output().unwrap()
+        gatescope()
+            .args(["train", "--quiet", "--depth", "4", "--width", "16", "--epochs", "1"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
     };
     let out = train(&["--max-steps", "100"], &first);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -151,7 +171,13 @@ fn init_continues_from_a_saved_model_and_refuses_another_architecture() {
     // 100 steps in, the continued model is already far better than a fresh one
     assert!(card.metrics.unwrap().test_accuracy > 0.7);
 
-    let out = gatescope().args(["train", "--quiet", "--depth", "5", "--width", "16", "--max-steps", "1", "--init"]).arg(&first).arg("--out").arg(&second).output().unwrap();
+    let out = gatescope()
+        .args(["train", "--quiet", "--depth", "5", "--width", "16", "--max-steps", "1", "--init"])
+        .arg(&first)
+        .arg("--out")
+        .arg(&second)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--init") && err.contains("depth 4") && err.contains("depth 5"), "{err}");
     let out = train(&["--max-steps", "1", "--init", "/nonexistent/m.safetensors"], &second);

@@ -56,7 +56,6 @@ pub fn snapshot(step: u64, k: usize) -> Snapshot {
     }
 }
 
-
 /// Trains as `cfg` says and returns the outcome with every batch's loss, in order.
 pub fn train_with_losses(cfg: &gatescope::train::TrainConfig, data: &gatescope::data::Dataset) -> (gatescope::train::Outcome, Vec<f64>) {
     struct Losses(Vec<f64>);

@@ -65,7 +65,8 @@ fn write_safetensors(path: &Path, sd: &[(String, Vec<usize>, Vec<f32>)], dtype: 
             _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         })
         .collect();
-    let views: Vec<(String, TensorView)> = sd.iter().zip(&bytes).map(|((n, s, _), b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+    let views: Vec<(String, TensorView)> =
+        sd.iter().zip(&bytes).map(|((n, s, _), b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
     safetensors::tensor::serialize_to_file(views, &None::<HashMap<String, String>>, path).unwrap();
 }
 
@@ -81,14 +82,24 @@ fn spec(weights: &str, keys: Option<serde_json::Value>) -> String {
 }
 
 /// The reference forward in f64: per highway layer, T and the block output y.
-fn reference(sd: &[(String, Vec<usize>, Vec<f32>)], names: &dyn Fn(&str, Option<usize>) -> String, x: &[f64]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+fn reference(
+    sd: &[(String, Vec<usize>, Vec<f32>)],
+    names: &dyn Fn(&str, Option<usize>) -> String,
+    x: &[f64],
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let get = |n: String| sd.iter().find(|(m, _, _)| *m == n).map(|(_, _, v)| v.iter().map(|&f| f as f64).collect::<Vec<f64>>()).unwrap();
-    let linear = |w: &[f64], b: &[f64], x: &[f64]| -> Vec<f64> { (0..b.len()).map(|o| b[o] + (0..x.len()).map(|i| w[o * x.len() + i] * x[i]).sum::<f64>()).collect() };
+    let linear = |w: &[f64], b: &[f64], x: &[f64]| -> Vec<f64> {
+        (0..b.len()).map(|o| b[o] + (0..x.len()).map(|i| w[o * x.len() + i] * x[i]).sum::<f64>()).collect()
+    };
     let mut a: Vec<f64> = linear(&get(names("input_weight", None)), &get(names("input_bias", None)), x).iter().map(|v| v.tanh()).collect();
     let (mut gates, mut blocks) = (vec![], vec![a.clone()]);
     for i in 0..DEPTH - 1 {
-        let h: Vec<f64> = linear(&get(names("block_weight", Some(i))), &get(names("block_bias", Some(i))), &a).iter().map(|v| v.tanh()).collect();
-        let t: Vec<f64> = linear(&get(names("gate_weight", Some(i))), &get(names("gate_bias", Some(i))), &a).iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+        let h: Vec<f64> =
+            linear(&get(names("block_weight", Some(i))), &get(names("block_bias", Some(i))), &a).iter().map(|v| v.tanh()).collect();
+        let t: Vec<f64> = linear(&get(names("gate_weight", Some(i))), &get(names("gate_bias", Some(i))), &a)
+            .iter()
+            .map(|v| 1.0 / (1.0 + (-v).exp()))
+            .collect();
         a = (0..WIDTH).map(|u| h[u] * t[u] + a[u] * (1.0 - t[u])).collect();
         gates.push(t);
         blocks.push(a.clone());
@@ -96,7 +107,12 @@ fn reference(sd: &[(String, Vec<usize>, Vec<f32>)], names: &dyn Fn(&str, Option<
     (gates, blocks)
 }
 
-fn check_against_reference(model_path: &Path, sd: &[(String, Vec<usize>, Vec<f32>)], names: &dyn Fn(&str, Option<usize>) -> String, tol: f64) {
+fn check_against_reference(
+    model_path: &Path,
+    sd: &[(String, Vec<usize>, Vec<f32>)],
+    names: &dyn Fn(&str, Option<usize>) -> String,
+    tol: f64,
+) {
     let (model, card) = file::load(model_path).unwrap();
     assert_eq!((card.arch.depth, card.arch.width), (DEPTH, WIDTH));
     let data = gatescope::data::load(gatescope::data::DatasetKind::Mnist, None).unwrap();
@@ -159,7 +175,8 @@ fn the_spec_maps_other_names_and_half_precision_is_read() {
     let spec_path = dir.path().join("spec.json");
     std::fs::write(&spec_path, spec("w.safetensors", Some(keys))).unwrap();
     // the reference uses the f16-rounded weights
-    let rounded: Vec<_> = sd.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect())).collect();
+    let rounded: Vec<_> =
+        sd.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect())).collect();
     check_against_reference(&spec_path, &rounded, &names, 1e-5);
 }
 

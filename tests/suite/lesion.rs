@@ -7,7 +7,20 @@ use gatescope::train::Tensors;
 use tch::{Kind, Tensor};
 
 fn arch(family: Family, activation: Activation) -> Arch {
-    Arch { family, depth: 7, width: 9, input_dim: 12, classes: 4, activation, gate_bias: -1.0, residual_block_layers: 2, gate: GateMode::Adaptive, fixed_gate: 0.5, conv_stages: vec![], image_shape: None }
+    Arch {
+        family,
+        depth: 7,
+        width: 9,
+        input_dim: 12,
+        classes: 4,
+        activation,
+        gate_bias: -1.0,
+        residual_block_layers: 2,
+        gate: GateMode::Adaptive,
+        fixed_gate: 0.5,
+        conv_stages: vec![],
+        image_shape: None,
+    }
 }
 
 /// 300 inputs spread enough that the gates differ across examples, labels from a fixed rule.

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use gatescope::model::{file, fast, Activation, Arch, Family, ForwardOpts, Model};
+use gatescope::model::{fast, file, Activation, Arch, Family, ForwardOpts, Model};
 use gatescope::train::{autograd_step, Stepper, TrainConfig};
 use tch::{Kind, Tensor};
 
@@ -45,9 +45,14 @@ fn highway_layer_matches_hand_computation() {
     assert_eq!(
         names,
         [
-            "layers.0.block.weight", "layers.0.block.bias", "layers.1.block.weight",
-            "layers.1.gate.weight", "layers.1.block.bias", "layers.1.gate.bias",
-            "output.weight", "output.bias"
+            "layers.0.block.weight",
+            "layers.0.block.bias",
+            "layers.1.block.weight",
+            "layers.1.gate.weight",
+            "layers.1.block.bias",
+            "layers.1.gate.bias",
+            "output.weight",
+            "output.bias"
         ]
     );
     #[rustfmt::skip]
@@ -173,9 +178,7 @@ fn save_and_load_give_identical_logits() {
         let (back, card2) = file::load(&path).unwrap();
         assert_eq!(card, card2);
         let x = Tensor::rand([9, 6], (Kind::Float, tch::Device::Cpu));
-        let (l1, l2) = tch::no_grad(|| {
-            (model.forward(&x, ForwardOpts::default()).logits, back.forward(&x, ForwardOpts::default()).logits)
-        });
+        let (l1, l2) = tch::no_grad(|| (model.forward(&x, ForwardOpts::default()).logits, back.forward(&x, ForwardOpts::default()).logits));
         assert_eq!(to_vec(&l1), to_vec(&l2));
     }
 }

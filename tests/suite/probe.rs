@@ -34,7 +34,8 @@ fn a_probe_pass_reproduces_a_direct_computation() {
     let snap = probe::snapshot(&model, &probe, progress, None);
 
     // the direct computation: one autograd-free pass of the generic forward over all 6000
-    let direct = tch::no_grad(|| model.forward_with(&model.flat, &probe.x, ForwardOpts { trace: true, lesion: None, ..Default::default() }));
+    let direct =
+        tch::no_grad(|| model.forward_with(&model.flat, &probe.x, ForwardOpts { trace: true, lesion: None, ..Default::default() }));
     let t = Tensor::stack(&direct.gates, 1); // [N, L, W]
     assert!(!t.requires_grad());
     assert_eq!(snap.mean_gate.shape, [7, 12]);
@@ -56,7 +57,8 @@ fn a_probe_pass_reproduces_a_direct_computation() {
         assert!((l.mean_gate - m).abs() < 1e-6);
     }
     // the samples' own maps
-    let sf = tch::no_grad(|| model.forward_with(&model.flat, &probe.sample_x, ForwardOpts { trace: true, lesion: None, ..Default::default() }));
+    let sf =
+        tch::no_grad(|| model.forward_with(&model.flat, &probe.sample_x, ForwardOpts { trace: true, lesion: None, ..Default::default() }));
     assert!(close(&snap.sample_gates.data, &to_vec(&Tensor::stack(&sf.gates, 1)), 1e-6));
     assert!(close(&snap.sample_blocks.data, &to_vec(&Tensor::stack(&sf.blocks, 1)), 1e-6));
     assert_eq!(snap.sample_blocks.shape, [13, 8, 12]);

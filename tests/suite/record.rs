@@ -8,11 +8,12 @@ use gatescope::snapshot::{Array, Message};
 
 fn recording(n: usize, k: usize) -> (Vec<u8>, Vec<usize>) {
     let mut bytes = Vec::new();
-    let mut w = record::Writer::new(&mut bytes, &header(k)).unwrap();
-    for s in 0..n {
-        w.write(&Message::Snapshot(Box::new(snapshot(s as u64 * 10, k)))).unwrap();
+    {
+        let mut w = record::Writer::new(&mut bytes, &header(k)).unwrap();
+        for s in 0..n {
+            w.write(&Message::Snapshot(Box::new(snapshot(s as u64 * 10, k)))).unwrap();
+        }
     }
-    drop(w);
     // frame boundaries: after the preamble+header, and after each snapshot
     let mut ends = vec![record::PREAMBLE_LEN + record::encode(&Message::Header(Box::new(header(k)))).len()];
     for s in 0..n {
@@ -86,7 +87,7 @@ fn truncation_at_every_byte_offset_keeps_every_complete_frame() {
         let boundary = ends.contains(&cut);
         assert_eq!(rec.torn_tail.is_none(), boundary, "cut {cut}");
         if let Some(t) = rec.torn_tail {
-            assert_eq!(t.offset as usize, *ends.iter().filter(|&&e| e <= cut).last().unwrap());
+            assert_eq!(t.offset as usize, *ends.iter().rfind(|&&e| e <= cut).unwrap());
             assert_eq!(t.offset as usize + t.bytes, cut);
             assert!(t.to_string().contains("torn tail"));
         }

@@ -79,7 +79,8 @@ fn a_slow_reader_never_slows_the_sender_and_drops_are_counted() {
     // a big snapshot, so that the socket buffers fill
     let big = Arc::new(Message::Snapshot(Box::new({
         let mut s = fixtures::snapshot(0, 4);
-        s.sample_blocks = gatescope::snapshot::Array::new(vec![400, 50, 50], (0..1_000_000u64).map(|i| ((i * 7919) % 1000) as f32).collect());
+        s.sample_blocks =
+            gatescope::snapshot::Array::new(vec![400, 50, 50], (0..1_000_000u64).map(|i| ((i * 7919) % 1000) as f32).collect());
         s
     })));
     let sink = SocketSink::connect(&addr, fixtures::header(4)).unwrap();
@@ -159,7 +160,22 @@ fn train_connect_streams_to_a_listener() {
     let (listener, events) = Listener::channel("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatescope"))
-        .args(["train", "--quiet", "--depth", "6", "--width", "20", "--epochs", "1", "--max-steps", "60", "--every", "20steps", "--probe", "2000"])
+        .args([
+            "train",
+            "--quiet",
+            "--depth",
+            "6",
+            "--width",
+            "20",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "60",
+            "--every",
+            "20steps",
+            "--probe",
+            "2000",
+        ])
         .arg("--connect")
         .arg(listener.addr.to_string())
         .arg("--out")

@@ -156,7 +156,8 @@ fn a_model_file_opens_by_probing_and_any_example_can_be_traced() {
 #[test]
 fn the_training_panel_streams_a_run_into_the_view() {
     let mut app = ViewerApp::new(Persisted::default());
-    (app.panels.side.form.depth, app.panels.side.form.width, app.panels.side.form.epochs, app.panels.side.form.every_steps) = (4, 16, 1, 100);
+    (app.panels.side.form.depth, app.panels.side.form.width, app.panels.side.form.epochs, app.panels.side.form.every_steps) =
+        (4, 16, 1, 100);
     let mut h = harness(app);
     h.run();
     h.get_by_label("Start training").click();
@@ -199,7 +200,12 @@ fn the_lesion_panel_lesions_a_layer_live_and_exports_figure_4() {
     assert!(after.mean_gate.data[6 * w..7 * w].iter().all(|&t| t == 0.0), "layer 7 (row 6) has its gates closed");
     assert!(before.mean_gate.data[6 * w..7 * w].iter().any(|&t| t > 0.01));
     assert_eq!(after.mean_gate.data[..6 * w], before.mean_gate.data[..6 * w], "layers before 7 are untouched");
-    assert!(after.test_accuracy < before.test_accuracy, "lesioning layer 7 costs accuracy ({} vs {})", after.test_accuracy, before.test_accuracy);
+    assert!(
+        after.test_accuracy < before.test_accuracy,
+        "lesioning layer 7 costs accuracy ({} vs {})",
+        after.test_accuracy,
+        before.test_accuracy
+    );
     h.get_by_label("Figure 2: gates per layer").click();
     h.run();
     let uploads = h.state().uploads();
@@ -237,11 +243,29 @@ fn reports_open_in_the_viewer_as_a_table() {
     use gatescope::report::{AblationReport, Report, RunResult, Score};
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, loss: f64| RunResult {
-        name: name.into(), family: "highway".into(), depth: 50, width: 50, params: 1000, lr: 0.1, momentum: 0.9,
-        weight_decay: 5e-4, gate_bias: -2.0, epoch_train_loss: vec![1.0, loss], train: Score { loss, accuracy: 0.9 },
-        test: Score { loss: loss * 2.0, accuracy: 0.875 }, seconds: 3.0, trials: 1, diverged: false,
+        name: name.into(),
+        family: "highway".into(),
+        depth: 50,
+        width: 50,
+        params: 1000,
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        gate_bias: -2.0,
+        epoch_train_loss: vec![1.0, loss],
+        train: Score { loss, accuracy: 0.9 },
+        test: Score { loss: loss * 2.0, accuracy: 0.875 },
+        seconds: 3.0,
+        trials: 1,
+        diverged: false,
     };
-    let report = Report::Ablation(AblationReport { dataset: "mnist".into(), epochs: 2, depth: 50, runs: vec![run("highway, adaptive T(x)", 0.125), run("residual", 0.25)], seconds: 6.0 });
+    let report = Report::Ablation(AblationReport {
+        dataset: "mnist".into(),
+        epochs: 2,
+        depth: 50,
+        runs: vec![run("highway, adaptive T(x)", 0.125), run("residual", 0.25)],
+        seconds: 6.0,
+    });
     let path = dir.path().join("ablation.json");
     std::fs::write(&path, serde_json::to_string(&report).unwrap()).unwrap();
     let mut app = app_with_default_recording();
@@ -316,7 +340,11 @@ fn figure_2_exports_from_the_viewer() {
     assert!(h.state().status.starts_with("exported figure 2"), "{}", h.state().status);
     let img = image::open(&png).unwrap();
     let app = h.state();
-    let fig = gatescope::export::Figure::Gates { header: app.store.header.as_ref().unwrap(), snapshot: app.store.snapshots.last().unwrap(), sample: 0 };
+    let fig = gatescope::export::Figure::Gates {
+        header: app.store.header.as_ref().unwrap(),
+        snapshot: app.store.snapshots.last().unwrap(),
+        sample: 0,
+    };
     assert_eq!((img.width(), img.height()), fig.size());
     // a view without a paper figure says so
     h.get_by_label("Layer inspector").click();
@@ -331,7 +359,24 @@ fn a_conv_model_shows_a_spatial_gate_map_for_the_traced_example() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("conv.safetensors");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatescope"))
-        .args(["train", "--quiet", "--arch", "conv", "--depth", "3", "--width", "4", "--stages", "2", "--epochs", "1", "--max-steps", "3", "--batch-size", "16"])
+        .args([
+            "train",
+            "--quiet",
+            "--arch",
+            "conv",
+            "--depth",
+            "3",
+            "--width",
+            "4",
+            "--stages",
+            "2",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "16",
+        ])
         .arg("--out")
         .arg(&model)
         .output()

@@ -127,7 +127,12 @@ impl ComparePanel {
         let (q, bi) = (self.quantity, self.other_index);
         let a = quantity(shown.store, shown.current, q, shown.sample);
         let b = quantity(other, bi, q, shown.sample);
-        let key = MapKey { generations: (shown.store.generation, other.generation), snapshots: (shown.current, bi), quantity: q, sample: shown.sample };
+        let key = MapKey {
+            generations: (shown.store.generation, other.generation),
+            snapshots: (shown.current, bi),
+            quantity: q,
+            sample: shown.sample,
+        };
         let short = |s: &str| s.rsplit('/').next().unwrap_or_default().to_string();
         let step = |s: &Store, i: usize| s.snapshots.get(i).map_or(0, |s| s.step);
         let titles = [

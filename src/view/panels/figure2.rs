@@ -60,11 +60,18 @@ impl Figure2Panel {
         let (Some(header), Some(snap)) = (shown.store.header.as_ref(), shown.snapshot()) else { return };
         let label = shown.example.map(|ex| shown.class_name(ex.label as usize));
         let (sample, whose) = match shown.example {
-            Some(ex) => (Sample::Traced { index: ex.index, label: label.as_deref(), gates: &ex.gates, blocks: &ex.blocks }, Whose::Traced(ex.index)),
+            Some(ex) => {
+                (Sample::Traced { index: ex.index, label: label.as_deref(), gates: &ex.gates, blocks: &ex.blocks }, Whose::Traced(ex.index))
+            }
             None => (Sample::Probe(shown.sample), Whose::Probe(shown.sample)),
         };
         if let Some(ex) = shown.example {
-            let text = format!("training example #{}: label {}, prediction {}", ex.index, shown.class_name(ex.label as usize), shown.class_name(ex.prediction as usize));
+            let text = format!(
+                "training example #{}: label {}, prediction {}",
+                ex.index,
+                shown.class_name(ex.label as usize),
+                shown.class_name(ex.prediction as usize)
+            );
             ui.label(text);
         }
         let fig = figures::figure2(header, snap, sample);
@@ -74,7 +81,8 @@ impl Figure2Panel {
             for (i, map) in fig.maps.iter().enumerate() {
                 // the two probe-set maps do not depend on the sample
                 let key = if i < 2 { MapKey { whose: Whose::Probe(0), ..key } } else { key };
-                let heading = if i >= 2 { map.title.split(" (").next().unwrap_or_default().to_string() + " (sample)" } else { map.title.clone() };
+                let heading =
+                    if i >= 2 { map.title.split(" (").next().unwrap_or_default().to_string() + " (sample)" } else { map.title.clone() };
                 ui.vertical(|ui| {
                     title(ui, heading);
                     ui.label(egui::RichText::new(format!("rows: layers (first on top), columns: {}s", map.across)).small());
@@ -159,7 +167,13 @@ fn sample_texture(ctx: &egui::Context, shape: &[usize; 3], pixels: &[u8]) -> Opt
         return None;
     }
     let rgba: Vec<egui::Color32> = (0..h * w)
-        .map(|i| if c == 3 { egui::Color32::from_rgb(pixels[i], pixels[h * w + i], pixels[2 * h * w + i]) } else { egui::Color32::from_gray(pixels[i]) })
+        .map(|i| {
+            if c == 3 {
+                egui::Color32::from_rgb(pixels[i], pixels[h * w + i], pixels[2 * h * w + i])
+            } else {
+                egui::Color32::from_gray(pixels[i])
+            }
+        })
         .collect();
     Some(ctx.load_texture("probe-sample", egui::ColorImage::new([w, h], rgba), egui::TextureOptions::NEAREST))
 }

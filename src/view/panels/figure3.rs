@@ -30,13 +30,18 @@ enum Shows {
     Difference(usize, usize),
 }
 
-#[derive(Default)]
 pub struct Figure3Panel {
     pub enlarged: Option<Enlarged>,
     /// The classes A and B of the difference.
     pub compare: (usize, usize),
     class_maps: Vec<Heatmap<MapKey>>,
     big_map: Heatmap<MapKey>,
+}
+
+impl Default for Figure3Panel {
+    fn default() -> Self {
+        Figure3Panel { enlarged: None, compare: (0, 1), class_maps: Vec::new(), big_map: Heatmap::default() }
+    }
 }
 
 impl Figure3Panel {
@@ -53,7 +58,10 @@ impl Figure3Panel {
             return;
         }
         let key = |shows| MapKey { generation: shown.store.generation, snapshot: shown.current, shows };
-        let text = format!("Mean T per class minus mean T over all {} probe examples (shared scale +/-{:.3}). Click a class to enlarge it.", header.probe_size, fig.scale.hi);
+        let text = format!(
+            "Mean T per class minus mean T over all {} probe examples (shared scale +/-{:.3}). Click a class to enlarge it.",
+            header.probe_size, fig.scale.hi
+        );
         ui.label(text);
         self.class_pickers(ui, shown, c);
         match self.enlarged {
@@ -88,7 +96,15 @@ impl Figure3Panel {
                     if ui.button(&map.title).clicked() {
                         self.enlarged = Some(Enlarged::Class(i));
                     }
-                    self.class_maps[i].show_with(ui, &format!("fig3-{i}"), key(Shows::Class(i)), &map.grid, map.scale, Vec2::new(70.0, 140.0), false);
+                    self.class_maps[i].show_with(
+                        ui,
+                        &format!("fig3-{i}"),
+                        key(Shows::Class(i)),
+                        &map.grid,
+                        map.scale,
+                        Vec2::new(70.0, 140.0),
+                        false,
+                    );
                 });
                 if (i + 1) % cols == 0 {
                     ui.end_row();

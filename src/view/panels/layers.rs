@@ -12,7 +12,9 @@ pub struct LayersPanel;
 impl LayersPanel {
     pub fn ui(&mut self, ui: &mut egui::Ui, shown: &Shown) {
         let Some(snap) = shown.snapshot() else { return };
-        ui.label("Per layer: mean T, the fraction of open gates (T > 0.5), and how much each layer changes its input (mean |y_l - y_(l-1)|).");
+        ui.label(
+            "Per layer: mean T, the fraction of open gates (T > 0.5), and how much each layer changes its input (mean |y_l - y_(l-1)|).",
+        );
         let series = |f: &dyn Fn(&LayerStats) -> f32| -> egui_plot::PlotPoints<'static> {
             snap.layers.iter().filter(|l| f(l).is_finite()).map(|l| [l.layer as f64, f(l) as f64]).collect::<Vec<_>>().into()
         };

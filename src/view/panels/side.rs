@@ -37,7 +37,15 @@ impl Default for TrainForm {
 impl TrainForm {
     /// The run the form describes: the recipe with the form's settings.
     pub fn config(&self) -> TrainConfig {
-        TrainConfig { arch: self.arch, depth: self.depth, width: Some(self.width), gate_bias: self.gate_bias, lr: self.lr, epochs: self.epochs, ..RECIPE }
+        TrainConfig {
+            arch: self.arch,
+            depth: self.depth,
+            width: Some(self.width),
+            gate_bias: self.gate_bias,
+            lr: self.lr,
+            epochs: self.epochs,
+            ..RECIPE
+        }
     }
 
     pub fn cadence(&self) -> Cadence {

@@ -19,7 +19,9 @@ impl StudiesPanel {
         };
         let (heading, runs): (String, &[RunResult]) = match report {
             Report::Sweep(r) => (format!("Depth sweep on {}: {} epochs per run, {:.0} s", r.dataset, r.epochs, r.seconds), &r.runs),
-            Report::Ablation(r) => (format!("Gate ablation on {}: depth {}, {} epochs per run, {:.0} s", r.dataset, r.depth, r.epochs, r.seconds), &r.runs),
+            Report::Ablation(r) => {
+                (format!("Gate ablation on {}: depth {}, {} epochs per run, {:.0} s", r.dataset, r.depth, r.epochs, r.seconds), &r.runs)
+            }
             Report::Lesion(_) => return,
         };
         title(ui, heading);
@@ -32,7 +34,13 @@ impl StudiesPanel {
             .height((ui.available_height() - 10.0).max(200.0))
             .show(ui, |p| {
                 for r in runs {
-                    let pts: Vec<[f64; 2]> = r.epoch_train_loss.iter().enumerate().filter(|(_, v)| v.is_finite() && **v > 0.0).map(|(e, v)| [e as f64 + 1.0, v.log10()]).collect();
+                    let pts: Vec<[f64; 2]> = r
+                        .epoch_train_loss
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_finite() && **v > 0.0)
+                        .map(|(e, v)| [e as f64 + 1.0, v.log10()])
+                        .collect();
                     p.line(egui_plot::Line::new(&r.name, pts));
                 }
             });

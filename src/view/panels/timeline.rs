@@ -55,7 +55,10 @@ impl TimelinePanel {
             snaps.iter().filter(|s| f(s).is_finite()).map(|s| [s.step as f64, f(s)]).collect::<Vec<_>>().into()
         };
         let current_step = snaps.get(shown.current).map_or(0.0, |s| s.step as f64);
-        let plot = egui_plot::Plot::new("curves").legend(egui_plot::Legend::default()).x_axis_label("step").height(ui.available_height().max(80.0));
+        let plot = egui_plot::Plot::new("curves")
+            .legend(egui_plot::Legend::default())
+            .x_axis_label("step")
+            .height(ui.available_height().max(80.0));
         plot.show(ui, |p| {
             p.line(egui_plot::Line::new("train loss", pts(&|s| s.train_loss)));
             p.line(egui_plot::Line::new("train accuracy", pts(&|s| s.train_accuracy)));
