@@ -97,29 +97,6 @@ fn half() -> f32 {
 }
 
 impl Arch {
-    /// The Figure-2 network: 784 → plain 50 → 49 highway layers of 50 tanh units → 10.
-    pub fn figure2() -> Self {
-        Arch {
-            family: Family::Highway,
-            depth: 50,
-            width: 50,
-            input_dim: 784,
-            classes: 10,
-            activation: Activation::Tanh,
-            gate_bias: -2.0,
-            residual_block_layers: 2,
-            gate: GateMode::Adaptive,
-            fixed_gate: 0.5,
-            conv_stages: vec![],
-            image_shape: None,
-        }
-    }
-
-    /// The paper's Table-1 MNIST net: 10 layers (1 plain + 3 stages of 3 highway), 16 channels.
-    pub fn conv_mnist() -> Self {
-        Arch { family: Family::Conv, depth: 10, width: 16, conv_stages: vec![3, 3, 3], image_shape: Some([1, 28, 28]), ..Arch::figure2() }
-    }
-
     /// Stages of `layers` highway layers split as evenly as possible into `stages`.
     pub fn split_stages(layers: usize, stages: usize) -> Vec<usize> {
         let stages = stages.clamp(1, layers.max(1));

@@ -83,6 +83,42 @@ pub const RECIPE: TrainConfig = TrainConfig {
     no_fast: false,
 };
 
+/// The paper's networks on MNIST, from the recipe.
+impl Arch {
+    /// The Figure-2 network: 784 → plain 50 → 49 highway layers of 50 tanh units → 10.
+    pub fn figure2() -> Self {
+        Arch {
+            family: RECIPE.arch,
+            depth: RECIPE.depth,
+            width: default_width(RECIPE.arch),
+            input_dim: 784,
+            classes: 10,
+            activation: RECIPE.activation,
+            gate_bias: default_gate_bias(RECIPE.arch),
+            residual_block_layers: RECIPE.residual_layers as usize,
+            gate: RECIPE.gate,
+            fixed_gate: RECIPE.fixed_gate,
+            conv_stages: vec![],
+            image_shape: None,
+        }
+    }
+
+    /// The paper's Table-1 MNIST net: 10 layers (1 plain + 3 stages of 3 highway), 16 channels.
+    pub fn conv_mnist() -> Self {
+        let family = Family::Conv;
+        let stages = Arch::split_stages(9, RECIPE.stages);
+        Arch {
+            family,
+            depth: 10,
+            width: default_width(family),
+            gate_bias: default_gate_bias(family),
+            conv_stages: stages,
+            image_shape: Some([1, 28, 28]),
+            ..Arch::figure2()
+        }
+    }
+}
+
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {

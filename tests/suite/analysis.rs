@@ -91,6 +91,20 @@ fn figure_4_exports_from_a_report() {
 }
 
 #[test]
+fn a_conv_sweep_starts_at_the_conv_gate_bias_and_a_given_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("sweep.json");
+    let tiny = ["--epochs", "1", "--train-examples", "128", "--test-examples", "64", "--batch-size", "64", "--depths", "3"];
+    run_ok(gatescope().args(["sweep", "--families", "conv,highway"]).args(tiny).arg("--out").arg(&json));
+    let Report::Sweep(r) = Report::read(&json).unwrap() else { panic!("not a sweep report") };
+    let bias = |family: &str| r.runs.iter().find(|x| x.family == family).unwrap_or_else(|| panic!("no {family} run")).gate_bias;
+    assert_eq!((bias("conv"), bias("highway")), (-1.0, -2.0));
+    run_ok(gatescope().args(["sweep", "--families", "conv", "--gate-bias", "-3"]).args(tiny).arg("--out").arg(&json));
+    let Report::Sweep(r) = Report::read(&json).unwrap() else { panic!("not a sweep report") };
+    assert_eq!(r.runs[0].gate_bias, -3.0);
+}
+
+#[test]
 fn sweep_runs_end_to_end_and_draws_figure_1() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("sweep.json");
