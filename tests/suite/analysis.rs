@@ -98,7 +98,7 @@ fn a_conv_sweep_starts_at_the_conv_gate_bias_and_a_given_one_wins() {
     run_ok(gatescope().args(["sweep", "--families", "conv,highway"]).args(tiny).arg("--out").arg(&json));
     let Report::Sweep(r) = Report::read(&json).unwrap() else { panic!("not a sweep report") };
     let bias = |family: &str| r.runs.iter().find(|x| x.family == family).unwrap_or_else(|| panic!("no {family} run")).gate_bias;
-    assert_eq!((bias("conv"), bias("highway")), (-1.0, -2.0));
+    assert_eq!((bias("conv-highway"), bias("highway")), (-1.0, -2.0));
     run_ok(gatescope().args(["sweep", "--families", "conv", "--gate-bias", "-3"]).args(tiny).arg("--out").arg(&json));
     let Report::Sweep(r) = Report::read(&json).unwrap() else { panic!("not a sweep report") };
     assert_eq!(r.runs[0].gate_bias, -3.0);
