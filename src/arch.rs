@@ -96,6 +96,18 @@ fn half() -> f32 {
     0.5
 }
 
+/// Limits on what an architecture may claim (a model card, an import spec, a recording's
+/// header): a file that claims more is refused before anything is allocated for it.
+pub const MAX_DEPTH: usize = 10_000;
+pub const MAX_WIDTH: usize = 65_536;
+/// Values per example (e.g. 4096 × 4096 pixels).
+pub const MAX_INPUT_DIM: usize = 1 << 24;
+pub const MAX_CLASSES: usize = 100_000;
+/// Parameters of a model: 2^28, 1 GiB of f32.
+pub const MAX_PARAMS: usize = 1 << 28;
+/// Values of one example's widest conv activation.
+pub const MAX_ACTIVATION: usize = 1 << 26;
+
 impl Arch {
     /// Stages of `layers` highway layers split as evenly as possible into `stages`.
     pub fn split_stages(layers: usize, stages: usize) -> Vec<usize> {
@@ -157,23 +169,42 @@ impl Arch {
         }
     }
 
+    /// Checks that the architecture makes sense and stays within the documented limits
+    /// ([`MAX_DEPTH`], [`MAX_WIDTH`], [`MAX_INPUT_DIM`], [`MAX_CLASSES`], [`MAX_PARAMS`]), with
+    /// checked arithmetic, so that nothing is allocated for an absurd size a file claims.
     pub fn validate(&self) -> anyhow::Result<()> {
+        let limit = |field: &str, v: usize, lo: usize, hi: usize| {
+            anyhow::ensure!(v >= lo, "{field} {v} is below {lo}");
+            anyhow::ensure!(v <= hi, "{field} {v} is over the limit of {hi}");
+            Ok(())
+        };
+        limit("depth", self.depth, 1, MAX_DEPTH)?;
+        limit("width", self.width, 1, MAX_WIDTH)?;
+        limit("input_dim", self.input_dim, 1, MAX_INPUT_DIM)?;
+        limit("classes", self.classes, 2, MAX_CLASSES)?;
+        anyhow::ensure!(self.gate_bias.is_finite(), "gate_bias {} is not a finite number", self.gate_bias);
         if self.family == Family::Conv {
             let [c, h, w] = self.image_shape.ok_or_else(|| anyhow::anyhow!("a conv net needs the image shape"))?;
-            anyhow::ensure!(c * h * w == self.input_dim, "image shape {c}x{h}x{w} does not hold {} inputs", self.input_dim);
+            let pixels = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+            anyhow::ensure!(pixels == Some(self.input_dim), "image shape {c}x{h}x{w} does not hold input_dim {} inputs", self.input_dim);
+            limit("conv stages", self.conv_stages.len(), 1, self.depth)?;
+            let layers = self.conv_stages.iter().try_fold(0usize, |a, &s| a.checked_add(s));
             anyhow::ensure!(
-                self.conv_stages.iter().sum::<usize>() + 1 == self.depth,
+                layers == Some(self.depth - 1),
                 "conv stages {:?} must hold depth - 1 = {} highway layers",
                 self.conv_stages,
-                self.depth.saturating_sub(1)
+                self.depth - 1
             );
-            let pools = self.conv_stages.len().saturating_sub(1) as u32;
-            anyhow::ensure!(h >> pools >= 1 && w >> pools >= 1, "{pools} poolings leave nothing of a {h}x{w} image");
+            let pools = self.conv_stages.len() - 1;
+            anyhow::ensure!(pools < 32 && h >> pools >= 1 && w >> pools >= 1, "{pools} poolings leave nothing of a {h}x{w} image");
             anyhow::ensure!(self.gate == GateMode::Adaptive, "conv nets have adaptive gates only");
+            let act = self.width.checked_mul(h).and_then(|v| v.checked_mul(w));
+            anyhow::ensure!(
+                act.is_some_and(|a| a <= MAX_ACTIVATION),
+                "conv activations of {} x {h} x {w} values per example are over the limit of {MAX_ACTIVATION}",
+                self.width
+            );
         }
-        anyhow::ensure!(self.depth >= 1, "depth must be at least 1 (got {})", self.depth);
-        anyhow::ensure!(self.width >= 1, "width must be at least 1");
-        anyhow::ensure!(self.input_dim >= 1 && self.classes >= 2, "bad input/class count");
         anyhow::ensure!(
             matches!(self.residual_block_layers, 1 | 2),
             "a residual branch has 1 or 2 layers (got {})",
@@ -183,6 +214,14 @@ impl Arch {
             self.gate != GateMode::Fixed || (self.fixed_gate > 0.0 && self.fixed_gate <= 1.0),
             "a fixed gate must be in (0, 1] (got {})",
             self.fixed_gate
+        );
+        // within the limits above, the count fits in 64 bits; the limit keeps it allocatable
+        let params = self.num_params();
+        anyhow::ensure!(
+            params <= MAX_PARAMS,
+            "{params} parameters (depth {}, width {}) are over the limit of {MAX_PARAMS}",
+            self.depth,
+            self.width
         );
         Ok(())
     }

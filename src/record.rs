@@ -23,8 +23,12 @@ pub const MAGIC: &[u8; 8] = b"GATESCP\0";
 pub const VERSION_MAJOR: u16 = 1;
 pub const VERSION_MINOR: u16 = 0;
 pub const PREAMBLE_LEN: usize = 12;
-/// No frame is larger than this (a guard against reading a garbage length).
-pub const MAX_FRAME: usize = 1 << 30;
+/// No frame is larger than this (a guard against a garbage or hostile length): 256 MiB.
+pub const MAX_FRAME: usize = 1 << 28;
+/// No frame decodes to more than this (its arrays as f32): 256 MiB.
+pub const MAX_FRAME_DECODED: usize = 1 << 28;
+/// A whole recording read into memory decodes to at most this: 640 MiB.
+pub const MAX_RECORDING_DECODED: usize = 640 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -274,18 +278,43 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     }
 }
 
+impl ArrayMeta {
+    /// (payload bytes, bytes in memory once decoded), or an error naming the array.
+    fn sizes(&self) -> Result<(usize, usize), String> {
+        let overflow = || format!("array {}: shape {:?} overflows", self.name, self.shape);
+        let n = self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
+        let (stored, decoded) = match self.enc {
+            Encoding::F32 => (4, 4),
+            Encoding::F16 => (2, 4),
+            Encoding::U8 => (1, 4),
+            Encoding::Bytes => (1, 1),
+        };
+        Ok((n.checked_mul(stored).ok_or_else(overflow)?, n.checked_mul(decoded).ok_or_else(overflow)?))
+    }
+}
+
+/// (payload bytes, decoded bytes) of a frame's arrays, checked against [`MAX_FRAME_DECODED`].
+fn claimed(metas: &[ArrayMeta]) -> Result<(usize, usize), String> {
+    let (mut payload, mut decoded) = (0usize, 0usize);
+    for m in metas {
+        let (p, d) = m.sizes()?;
+        payload = payload.checked_add(p).ok_or("array sizes overflow")?;
+        decoded = decoded.checked_add(d).ok_or("array sizes overflow")?;
+    }
+    if decoded > MAX_FRAME_DECODED {
+        return Err(format!("the frame's arrays would take {decoded} bytes, over the limit of {MAX_FRAME_DECODED}"));
+    }
+    Ok((payload, decoded))
+}
+
 fn decode_arrays(metas: &[ArrayMeta], payload: &[u8]) -> Result<Vec<(String, Array, Vec<u8>)>, String> {
     let mut out = Vec::new();
     let mut at = 0usize;
     for m in metas {
         let n: usize = m.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("array shape overflows")?;
-        let width = match m.enc {
-            Encoding::F32 => 4,
-            Encoding::F16 => 2,
-            Encoding::U8 | Encoding::Bytes => 1,
-        };
-        let len = n.checked_mul(width).ok_or("array shape overflows")?;
-        let bytes = payload.get(at..at + len).ok_or_else(|| format!("array {} needs {len} bytes, {} left", m.name, payload.len() - at))?;
+        let (len, _) = m.sizes()?;
+        let end = at.checked_add(len).ok_or("array sizes overflow")?;
+        let bytes = payload.get(at..end).ok_or_else(|| format!("array {} needs {len} bytes, {} left", m.name, payload.len() - at))?;
         at += len;
         let (array, raw) = match m.enc {
             Encoding::F32 => (bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), vec![]),
@@ -322,26 +351,59 @@ fn decode_arrays(metas: &[ArrayMeta], payload: &[u8]) -> Result<Vec<(String, Arr
     Ok(out)
 }
 
-/// Decodes the body of one frame (after length and CRC were checked).
-fn decode_body(body: &[u8]) -> Result<Option<Message>, String> {
-    let jl = u32::from_le_bytes(body.get(..4).ok_or("short body")?.try_into().unwrap()) as usize;
-    let json = body.get(4..4 + jl).ok_or("json length beyond the frame")?;
-    let mut payload = Vec::new();
-    flate2::read::DeflateDecoder::new(&body[4 + jl..]).read_to_end(&mut payload).map_err(|e| format!("payload: {e}"))?;
+/// The JSON of a frame body and where its payload starts; `None` for a kind from a newer
+/// minor version (to be skipped).
+fn body_json(body: &[u8]) -> Result<Option<(Json, usize)>, String> {
+    let jl = u32::from_le_bytes(body.get(..4).ok_or("short body")?.try_into().map_err(|_| "short body")?) as usize;
+    let json = body.get(4..4usize.saturating_add(jl)).ok_or("json length beyond the frame")?;
     let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("json: {e}"))?;
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     if !matches!(kind, "header" | "snapshot" | "dropped") {
-        return Ok(None); // a kind from a newer minor version: skip it
+        return Ok(None);
     }
-    let json: Json = serde_json::from_value(value).map_err(|e| format!("json: {e}"))?;
+    let json: Json = serde_path_to_error::deserialize(value).map_err(|e| format!("json: {e}"))?;
+    Ok(Some((json, 4 + jl)))
+}
+
+impl Json {
+    fn arrays(&self) -> &[ArrayMeta] {
+        match self {
+            Json::Header { arrays, .. } | Json::Snapshot { arrays, .. } => arrays,
+            Json::Dropped { .. } => &[],
+        }
+    }
+}
+
+/// Bytes a frame body will take once decoded (0 for frames skipped), checked against the
+/// per-frame limit, without inflating anything.
+fn body_claim(body: &[u8]) -> Result<usize, String> {
+    Ok(match body_json(body)? {
+        Some((json, _)) => claimed(json.arrays())?.1,
+        None => 0,
+    })
+}
+
+/// Decodes the body of one frame (after length and CRC were checked). The payload is
+/// inflated to no more than the arrays the JSON declares (checked against the limits first).
+fn decode_body(body: &[u8]) -> Result<Option<Message>, String> {
+    let Some((json, at)) = body_json(body)? else { return Ok(None) }; // a kind from a newer minor version: skip it
+    let (expected, _) = claimed(json.arrays())?;
+    let mut payload = Vec::with_capacity(expected);
+    let limit = u64::try_from(expected).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::DeflateDecoder::new(&body[at..]).take(limit).read_to_end(&mut payload).map_err(|e| format!("payload: {e}"))?;
+    if payload.len() != expected {
+        return Err(format!(
+            "payload is {}{} bytes, the arrays need {expected}",
+            payload.len(),
+            if payload.len() > expected { "+" } else { "" }
+        ));
+    }
     Ok(Some(match json {
         Json::Header { mut header, arrays } => {
             let mut a = decode_arrays(&arrays, &payload)?;
             let images = a.pop().filter(|(n, ..)| n == "sample_images").ok_or("header without sample_images")?;
             header.sample_images = images.2;
-            if header.sample_images.len() % header.num_samples().max(1) != 0 {
-                return Err("sample images do not match the sample count".into());
-            }
+            header.check()?;
             Message::Header(header)
         }
         Json::Snapshot { step, epoch, train_loss, train_accuracy, test_accuracy, sample_predictions, layers, arrays } => {
@@ -381,13 +443,17 @@ fn decode_body(body: &[u8]) -> Result<Option<Message>, String> {
 
 /// The body of the frame at the start of `buf`: `Ok(None)` if it is not complete yet.
 fn split_frame(buf: &[u8]) -> Result<Option<&[u8]>, String> {
+    split_frame_within(buf, MAX_FRAME)
+}
+
+fn split_frame_within(buf: &[u8], max_frame: usize) -> Result<Option<&[u8]>, String> {
     if buf.len() < 8 {
         return Ok(None);
     }
     let len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
     let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap());
-    if len > MAX_FRAME {
-        return Err(format!("frame length {len} is implausible"));
+    if len > max_frame {
+        return Err(format!("frame length {len} is over the limit of {max_frame} bytes"));
     }
     if buf.len() < 8 + len {
         return Ok(None);
@@ -409,11 +475,21 @@ pub struct Decoder {
     consumed: u64,
     frames: usize,
     preamble_ok: bool,
+    /// The stream's header, which every snapshot after it must agree with.
+    header: Option<Header>,
+    /// The largest frame accepted (0: [`MAX_FRAME`]).
+    max_frame: usize,
 }
 
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that refuses frames over `max_frame` bytes (a socket reader's bound on what
+    /// one peer may make it buffer).
+    pub fn with_max_frame(max_frame: usize) -> Self {
+        Decoder { max_frame: max_frame.min(MAX_FRAME), ..Self::default() }
     }
 
     /// Appends bytes that arrived.
@@ -451,13 +527,22 @@ impl Decoder {
             }
             let buf = &self.buf[self.start..];
             let corrupt = |d: &Decoder, reason: String| RecordError::Corrupt { index: d.frames, offset: d.consumed, reason };
-            let body = match split_frame(buf) {
+            let max = if self.max_frame == 0 { MAX_FRAME } else { self.max_frame };
+            let body = match split_frame_within(buf, max) {
                 Ok(Some(body)) => body,
                 Ok(None) => return Ok(None),
                 Err(reason) => return Err(corrupt(self, reason)),
             };
             let len = body.len();
             let msg = decode_body(body).map_err(|r| corrupt(self, r))?;
+            match &msg {
+                Some(Message::Header(h)) => self.header = Some((**h).clone()),
+                Some(Message::Snapshot(snap)) => {
+                    let h = self.header.as_ref().ok_or_else(|| corrupt(self, "a snapshot before the header".into()))?;
+                    h.check_snapshot(snap).map_err(|r| corrupt(self, r))?;
+                }
+                _ => {}
+            }
             self.take(8 + len);
             self.frames += 1;
             if let Some(m) = msg {
@@ -515,6 +600,17 @@ pub fn read_bytes(bytes: &[u8]) -> Result<Recording, RecordError> {
         frames.push((at as u64, body));
         at += 8 + body.len();
     }
+    // what the frames claim, against the budget, before any payload is inflated
+    let mut total = 0usize;
+    for (index, (offset, body)) in frames.iter().enumerate() {
+        let corrupt = |reason: String| RecordError::Corrupt { index, offset: *offset, reason };
+        total = total.saturating_add(body_claim(body).map_err(corrupt)?);
+        if total > MAX_RECORDING_DECODED {
+            return Err(corrupt(format!(
+                "the recording's arrays would take over {total} bytes in memory, over the limit of {MAX_RECORDING_DECODED}"
+            )));
+        }
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(frames.len().max(1));
     let per = frames.len().div_ceil(threads.max(1)).max(1);
     let decoded: Vec<Result<Option<Message>, String>> = std::thread::scope(|s| {
@@ -528,8 +624,13 @@ pub fn read_bytes(bytes: &[u8]) -> Result<Recording, RecordError> {
         match result.map_err(corrupt)? {
             Some(Message::Header(h)) if header.is_none() => header = Some(*h),
             Some(Message::Header(_)) => return Err(corrupt("a second header frame".into())),
-            Some(Message::Snapshot(s)) if header.is_some() => snapshots.push(*s),
-            Some(Message::Snapshot(_)) => return Err(RecordError::NoHeader),
+            Some(Message::Snapshot(s)) => match &header {
+                Some(h) => {
+                    h.check_snapshot(&s).map_err(corrupt)?;
+                    snapshots.push(*s);
+                }
+                None => return Err(RecordError::NoHeader),
+            },
             Some(Message::Dropped(n)) => dropped = n,
             None => {}
         }

@@ -9,10 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::card::ModelCard;
 
 /// A dense row-major f32 array.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Array {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+}
+
+impl Default for Array {
+    /// An empty array, shape [0] (its shape and its data agree, so it encodes and decodes).
+    fn default() -> Self {
+        Array { shape: vec![0], data: vec![] }
+    }
 }
 
 impl Array {
@@ -58,7 +65,75 @@ pub struct Header {
     pub sample_images: Vec<u8>,
 }
 
+/// Probe samples a header may carry.
+pub const MAX_SAMPLES: usize = 4096;
+
 impl Header {
+    /// Checks the header against its own card: the architecture within its limits, class
+    /// names, image shape, the probe samples and their images. Run on every header read from
+    /// outside, before any snapshot is believed.
+    pub fn check(&self) -> Result<(), String> {
+        let arch = &self.card.arch;
+        arch.validate().map_err(|e| format!("header: {e:#}"))?;
+        let d = &self.card.dataset;
+        if d.class_names.len() != arch.classes {
+            return Err(format!("header: {} class names for {} classes", d.class_names.len(), arch.classes));
+        }
+        let pixels = d.image_shape.iter().try_fold(1usize, |a, &v| a.checked_mul(v));
+        if pixels != Some(arch.input_dim) {
+            return Err(format!("header: image shape {:?} does not hold input_dim {}", d.image_shape, arch.input_dim));
+        }
+        let k = self.num_samples();
+        if k > MAX_SAMPLES {
+            return Err(format!("header: {k} probe samples are over the limit of {MAX_SAMPLES}"));
+        }
+        if self.sample_indices.len() != k {
+            return Err(format!("header: {} sample indices for {k} samples", self.sample_indices.len()));
+        }
+        if let Some(l) = self.sample_labels.iter().find(|&&l| l as usize >= arch.classes) {
+            return Err(format!("header: sample label {l} is out of range 0..{}", arch.classes));
+        }
+        if !self.sample_images.is_empty() && Some(self.sample_images.len()) != k.checked_mul(arch.input_dim) {
+            return Err(format!("header: {} image bytes for {k} samples of {} values", self.sample_images.len(), arch.input_dim));
+        }
+        Ok(())
+    }
+
+    /// Checks that `s` has the shapes this header's architecture implies (an empty array
+    /// stands for "not recorded").
+    pub fn check_snapshot(&self, s: &Snapshot) -> Result<(), String> {
+        let arch = &self.card.arch;
+        let (l, w, d, k, c) = (arch.gated_layers().len(), arch.width, arch.depth, self.num_samples(), arch.classes);
+        let expect = |name: &str, a: &Array, shape: &[usize]| {
+            if a.data.is_empty() {
+                return Ok(());
+            }
+            if a.data.len() != a.shape.iter().product::<usize>() {
+                return Err(format!("snapshot at step {}: {name} has {} values for shape {:?}", s.step, a.data.len(), a.shape));
+            }
+            if a.shape == shape {
+                Ok(())
+            } else {
+                Err(format!("snapshot at step {}: {name} has shape {:?}, the header's architecture implies {shape:?}", s.step, a.shape))
+            }
+        };
+        expect("gate_bias", &s.gate_bias, &[l, w])?;
+        expect("mean_gate", &s.mean_gate, &[l, w])?;
+        expect("sample_gates", &s.sample_gates, &[k, l, w])?;
+        expect("sample_blocks", &s.sample_blocks, &[k, d, w])?;
+        expect("class_mean_gate", &s.class_mean_gate, &[c, l, w])?;
+        if !s.sample_predictions.is_empty() && s.sample_predictions.len() != k {
+            return Err(format!("snapshot at step {}: {} predictions for {k} samples", s.step, s.sample_predictions.len()));
+        }
+        if let Some(p) = s.sample_predictions.iter().find(|&&p| p as usize >= c) {
+            return Err(format!("snapshot at step {}: predicted class {p} is out of range 0..{c}", s.step));
+        }
+        if s.layers.len() > d || s.layers.iter().any(|x| x.layer as usize >= d) {
+            return Err(format!("snapshot at step {}: per-layer figures for layers beyond depth {d}", s.step));
+        }
+        Ok(())
+    }
+
     pub fn num_samples(&self) -> usize {
         self.sample_labels.len()
     }

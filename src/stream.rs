@@ -133,9 +133,14 @@ impl SocketSink {
     }
 }
 
+/// A connected sender with nothing to send writes a `dropped` frame this often, so that a
+/// listener can tell a quiet trainer from a dead or stalled peer.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
 fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: &AtomicBool) {
     let mut stream: Option<TcpStream> = None;
     let mut sent_dropped = 0u64;
+    let mut last_write = std::time::Instant::now();
     loop {
         if stream.is_none() {
             if queue.is_closed_and_empty() {
@@ -146,6 +151,7 @@ fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: 
                     let _ = s.set_nodelay(true);
                     let ok = s.write_all(&record::preamble()).and_then(|_| s.write_all(header_frame));
                     if ok.is_ok() {
+                        last_write = std::time::Instant::now();
                         stream = Some(s);
                         connected.store(true, Ordering::Relaxed);
                         sent_dropped = u64::MAX; // resend the drop count on a new connection
@@ -162,6 +168,14 @@ fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: 
             if queue.is_closed_and_empty() {
                 return;
             }
+            if last_write.elapsed() >= HEARTBEAT {
+                let beat = record::encode(&Message::Dropped(queue.dropped()));
+                if stream.as_mut().is_some_and(|s| s.write_all(&beat).is_err()) {
+                    stream = None;
+                    connected.store(false, Ordering::Relaxed);
+                }
+                last_write = std::time::Instant::now();
+            }
             continue;
         };
         let s = stream.as_mut().expect("connected");
@@ -177,6 +191,7 @@ fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: 
             connected.store(false, Ordering::Relaxed);
         } else {
             sent_dropped = dropped;
+            last_write = std::time::Instant::now();
         }
     }
 }
@@ -201,6 +216,26 @@ pub enum StreamEvent {
 /// Where a listener's events go; false when nobody listens any more.
 pub type EventSink = Arc<dyn Fn(StreamEvent) -> bool + Send + Sync>;
 
+/// How much a listener puts up with from its peers.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Peers connected at once; more are refused (an event says so) and closed.
+    pub max_peers: usize,
+    /// A peer that sends nothing for this long is disconnected (senders heartbeat every
+    /// [`HEARTBEAT`]).
+    pub idle: Duration,
+    /// A frame must arrive whole within this long of its first byte.
+    pub frame: Duration,
+    /// The largest frame a peer may send (what it can make the listener buffer).
+    pub max_frame: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_peers: 8, idle: Duration::from_secs(60), frame: Duration::from_secs(60), max_frame: 64 << 20 }
+    }
+}
+
 /// Accepts trainers on `addr` and hands their messages, as [`StreamEvent`]s, to a sink.
 pub struct Listener {
     pub addr: SocketAddr,
@@ -211,19 +246,35 @@ impl Listener {
     /// Binds `addr` (give a loopback address unless others should reach it); every event goes
     /// to `sink`, from the connection's own thread.
     pub fn bind(addr: &str, sink: EventSink) -> anyhow::Result<Self> {
+        Self::bind_with(addr, sink, Limits::default())
+    }
+
+    /// [`Listener::bind`] with other [`Limits`].
+    pub fn bind_with(addr: &str, sink: EventSink, limits: Limits) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
+        let peers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         std::thread::Builder::new().name("gatescope-listen".into()).spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
+                    Ok((sock, peer)) if peers.load(Ordering::SeqCst) >= limits.max_peers => {
+                        drop(sock);
+                        let error = format!("refused: {} peers are connected already (the limit)", limits.max_peers);
+                        sink(StreamEvent::Disconnected { peer, error: Some(error) });
+                    }
                     Ok((sock, peer)) => {
-                        let (sink, st) = (sink.clone(), st.clone());
-                        let _ = std::thread::Builder::new()
-                            .name(format!("gatescope-peer-{peer}"))
-                            .spawn(move || read_peer(sock, peer, &*sink, &st));
+                        let (sink, st, peers) = (sink.clone(), st.clone(), peers.clone());
+                        peers.fetch_add(1, Ordering::SeqCst);
+                        let spawned = std::thread::Builder::new().name(format!("gatescope-peer-{peer}")).spawn(move || {
+                            read_peer(sock, peer, &*sink, &st, limits);
+                            peers.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        if spawned.is_err() {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -234,9 +285,14 @@ impl Listener {
 
     /// [`Listener::bind`] into a channel, for receivers that poll (tests, headless tools).
     pub fn channel(addr: &str) -> anyhow::Result<(Self, mpsc::Receiver<StreamEvent>)> {
+        Self::channel_with(addr, Limits::default())
+    }
+
+    /// [`Listener::channel`] with other [`Limits`].
+    pub fn channel_with(addr: &str, limits: Limits) -> anyhow::Result<(Self, mpsc::Receiver<StreamEvent>)> {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let l = Listener::bind(addr, Arc::new(move |e| tx.lock().map(|t| t.send(e).is_ok()).unwrap_or(false)))?;
+        let l = Listener::bind_with(addr, Arc::new(move |e| tx.lock().map(|t| t.send(e).is_ok()).unwrap_or(false)), limits)?;
         Ok((l, rx))
     }
 }
@@ -247,25 +303,45 @@ impl Drop for Listener {
     }
 }
 
-fn read_peer(mut sock: TcpStream, peer: SocketAddr, send: &(dyn Fn(StreamEvent) -> bool + Send + Sync), stop: &AtomicBool) {
+fn read_peer(mut sock: TcpStream, peer: SocketAddr, send: &(dyn Fn(StreamEvent) -> bool + Send + Sync), stop: &AtomicBool, limits: Limits) {
     let _ = sock.set_nonblocking(false);
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
     if !send(StreamEvent::Connected { peer }) {
         return;
     }
-    let mut dec = Decoder::new();
+    let mut dec = Decoder::with_max_frame(limits.max_frame);
     let mut buf = vec![0u8; 1 << 16];
+    let mut last_byte = std::time::Instant::now();
+    // when the frame in progress began (None: between frames)
+    let mut frame_began: Option<std::time::Instant> = None;
     let error = loop {
         if stop.load(Ordering::Relaxed) {
             break None;
         }
+        if last_byte.elapsed() > limits.idle {
+            break Some(format!(
+                "nothing received for {} s: closed (a sender heartbeats every {} s)",
+                limits.idle.as_secs(),
+                HEARTBEAT.as_secs()
+            ));
+        }
+        if frame_began.is_some_and(|t| t.elapsed() > limits.frame) {
+            break Some(format!(
+                "a frame did not arrive whole within {} s ({} bytes of it came): closed",
+                limits.frame.as_secs(),
+                dec.pending()
+            ));
+        }
         match sock.read(&mut buf) {
             Ok(0) => break (dec.pending() > 0).then(|| format!("stream ended inside a frame ({} bytes)", dec.pending())),
             Ok(n) => {
+                last_byte = std::time::Instant::now();
                 dec.push(&buf[..n]);
+                let mut progressed = false;
                 loop {
                     match dec.next() {
                         Ok(Some(message)) => {
+                            progressed = true;
                             if !send(StreamEvent::Message { peer, message }) {
                                 return;
                             }
@@ -277,6 +353,12 @@ fn read_peer(mut sock: TcpStream, peer: SocketAddr, send: &(dyn Fn(StreamEvent) 
                         }
                     }
                 }
+                // a frame completed: whatever is pending now is a new frame
+                frame_began = match (dec.pending(), frame_began) {
+                    (0, _) => None,
+                    (_, Some(t)) if !progressed => Some(t),
+                    _ => Some(last_byte),
+                };
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) => break Some(e.to_string()),

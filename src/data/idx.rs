@@ -68,11 +68,24 @@ fn mnist_from_bytes([tr_x, tr_y, te_x, te_y]: [Vec<u8>; 4], name: impl Fn(usize)
     })
 }
 
-/// Gunzips `bytes` if they start with the gzip magic, else returns them as they are.
+/// An IDX file decompresses to at most this many bytes (MNIST's largest: 47 MB): 512 MiB.
+pub const MAX_IDX_BYTES: usize = 512 << 20;
+/// Pixels of one image: 2^24 (e.g. 4096 × 4096).
+pub const MAX_IMAGE_PIXELS: usize = 1 << 24;
+
+/// Gunzips `bytes` if they start with the gzip magic (to at most [`MAX_IDX_BYTES`]), else
+/// returns them as they are.
 pub fn decompress(file: &str, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| DataError::new(file, format!("corrupt gzip data: {e}")))?;
+        let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(MAX_IDX_BYTES));
+        let limit = MAX_IDX_BYTES as u64 + 1;
+        flate2::read::GzDecoder::new(bytes)
+            .take(limit)
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::new(file, format!("corrupt gzip data: {e}")))?;
+        if out.len() > MAX_IDX_BYTES {
+            return Err(DataError::new(file, format!("decompresses to over {MAX_IDX_BYTES} bytes, the limit for an IDX file")));
+        }
         Ok(out)
     } else {
         Ok(bytes.to_vec())
@@ -93,8 +106,10 @@ fn header(file: &str, b: &[u8], magic: u32, ndim: usize) -> Result<Vec<usize>, D
         return Err(DataError::new(file, format!("truncated IDX header: {} bytes, need {need}", b.len())));
     }
     let dims: Vec<usize> = (1..=ndim).map(|i| word(i) as usize).collect();
-    let count: usize = dims.iter().product();
     let body = b.len() - need;
+    let Some(count) = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+        return Err(DataError::new(file, format!("header dimensions {dims:?} overflow: the file has {body} bytes of data")));
+    };
     if body != count {
         let what = if body < count { "truncated" } else { "trailing bytes" };
         return Err(DataError::new(file, format!("{what}: header says {dims:?} = {count} bytes of data, file has {body}")));
@@ -117,6 +132,12 @@ pub fn parse_images(file: &str, b: &[u8]) -> Result<(Vec<u8>, usize, usize), Dat
     let dims = header(file, b, IMAGES_MAGIC, 3)?;
     if dims[1] == 0 || dims[2] == 0 {
         return Err(DataError::new(file, format!("empty image dimensions {dims:?}")));
+    }
+    if dims[1] * dims[2] > MAX_IMAGE_PIXELS {
+        return Err(DataError::new(
+            file,
+            format!("images of {}x{} pixels are over the limit of {MAX_IMAGE_PIXELS} pixels", dims[1], dims[2]),
+        ));
     }
     Ok((b[16..].to_vec(), dims[1], dims[2]))
 }

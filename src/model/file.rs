@@ -64,7 +64,8 @@ fn card_from_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<ModelCard> {
         None => bail!("{}: model card has no format_version", path.display()),
         _ => {}
     }
-    let card: ModelCard = serde_json::from_value(value).with_context(|| format!("{}: model card is malformed", path.display()))?;
+    let card: ModelCard =
+        serde_path_to_error::deserialize(value).map_err(|e| anyhow::anyhow!("{}: model card is malformed: {e}", path.display()))?;
     anyhow::ensure!(card.format == FORMAT, "{}: card format is {:?}, expected {FORMAT:?}", path.display(), card.format);
     card.arch.validate().with_context(|| format!("{}: model card", path.display()))?;
     Ok(card)
@@ -78,8 +79,7 @@ pub fn load(path: &Path) -> anyhow::Result<(Model, ModelCard)> {
     if super::import::is_spec(&bytes) {
         return super::import::load(path);
     }
-    let card = match card_from_bytes(path, &bytes) {
-        Ok(c) => c,
+    match card_from_bytes(path, &bytes) {
         Err(e) if e.to_string().contains("without a gatescope model card") => {
             let spec = path.with_extension("json");
             if spec.is_file() {
@@ -87,9 +87,15 @@ pub fn load(path: &Path) -> anyhow::Result<(Model, ModelCard)> {
             }
             bail!("{e}; if it is a PyTorch state_dict, write an import spec at {} (docs/pytorch-import.md)", spec.display());
         }
-        Err(e) => return Err(e),
-    };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{}: corrupt safetensors data ({e})", path.display()))?;
+        _ => load_bytes(path, &bytes),
+    }
+}
+
+/// Loads a gatescope model file held in memory (`path` names it in errors): the card, then
+/// the weights, checked against each other and against the limits before allocating.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<(Model, ModelCard)> {
+    let card = card_from_bytes(path, bytes)?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("{}: corrupt safetensors data ({e})", path.display()))?;
     let specs = card.arch.param_specs();
     let mismatch = |what: String| anyhow::anyhow!("{}: model card does not match the weights: {what}", path.display());
     let expected: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -97,6 +103,14 @@ pub fn load(path: &Path) -> anyhow::Result<(Model, ModelCard)> {
         return Err(mismatch(format!("unexpected tensor {extra}")));
     }
     let total: usize = specs.iter().map(|s| s.numel()).sum();
+    // the card's architecture must fit in the file before anything is allocated for it
+    anyhow::ensure!(
+        total.saturating_mul(4) <= bytes.len(),
+        "{}: model card claims {total} parameters ({} bytes of f32), but the file has {} bytes",
+        path.display(),
+        total.saturating_mul(4),
+        bytes.len()
+    );
     let mut values = vec![0f32; total];
     for s in &specs {
         let t = st.tensor(&s.name).map_err(|_| mismatch(format!("tensor {} is missing", s.name)))?;

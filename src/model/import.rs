@@ -102,11 +102,45 @@ pub fn dataset_info(kind: DatasetKind) -> DatasetInfo {
 }
 
 /// Reads a spec and its weights: a model in gatescope's layout and a card describing it.
+/// gatescope's parameter names → the state_dict's, for a net of `depth` hidden layers.
+fn key_map(k: &KeyPattern, depth: usize) -> Vec<(String, String)> {
+    let mut map =
+        vec![("layers.0.block.weight".to_string(), k.input_weight.clone()), ("layers.0.block.bias".to_string(), k.input_bias.clone())];
+    for l in 1..depth {
+        let i = (l - 1).to_string();
+        for (ours, theirs) in
+            [("block.weight", &k.block_weight), ("block.bias", &k.block_bias), ("gate.weight", &k.gate_weight), ("gate.bias", &k.gate_bias)]
+        {
+            map.push((format!("layers.{l}.{ours}"), theirs.replace("{i}", &i)));
+        }
+    }
+    map.push(("output.weight".into(), k.output_weight.clone()));
+    map.push(("output.bias".into(), k.output_bias.clone()));
+    map
+}
+
 pub fn load(spec_path: &Path) -> anyhow::Result<(Model, ModelCard)> {
     let name = spec_path.display();
     let text = std::fs::read_to_string(spec_path).with_context(|| format!("reading {name}"))?;
-    let spec: PyTorchSpec = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: not a valid PyTorch import spec: {e}"))?;
+    let spec = parse_spec(spec_path, &text)?;
+    let weights = spec_path.parent().unwrap_or(Path::new(".")).join(&spec.weights);
+    let bytes = std::fs::read(&weights).with_context(|| format!("{name}: reading the weights {}", weights.display()))?;
+    load_parts(spec_path, &spec, &weights, &bytes)
+}
+
+/// Parses an import spec (`path` names it in errors).
+pub fn parse_spec(path: &Path, text: &str) -> anyhow::Result<PyTorchSpec> {
+    let name = path.display();
+    let spec: PyTorchSpec = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+        .map_err(|e| anyhow::anyhow!("{name}: not a valid PyTorch import spec: {e}"))?;
     anyhow::ensure!(spec.format == SPEC_FORMAT, "{name}: format is {:?}, expected {SPEC_FORMAT:?}", spec.format);
+    Ok(spec)
+}
+
+/// A model from a parsed spec and its weights held in memory: the architecture is checked
+/// against the limits, and its size against the weights, before anything is allocated.
+pub fn load_parts(spec_path: &Path, spec: &PyTorchSpec, weights: &Path, bytes: &[u8]) -> anyhow::Result<(Model, ModelCard)> {
+    let name = spec_path.display();
     let arch = Arch {
         family: Family::Highway,
         depth: spec.depth,
@@ -137,28 +171,22 @@ pub fn load(spec_path: &Path) -> anyhow::Result<(Model, ModelCard)> {
         info.image_shape.iter().product::<usize>(),
         spec.input_dim
     );
-    let weights = spec_path.parent().unwrap_or(Path::new(".")).join(&spec.weights);
     let wname = weights.display();
-    let bytes = std::fs::read(&weights).with_context(|| format!("{name}: reading the weights {wname}"))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{wname}: not a valid safetensors file ({e})"))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("{wname}: not a valid safetensors file ({e})"))?;
 
-    // gatescope name → state_dict name
-    let k = &spec.keys;
-    let mut map =
-        vec![("layers.0.block.weight".to_string(), k.input_weight.clone()), ("layers.0.block.bias".to_string(), k.input_bias.clone())];
-    for l in 1..arch.depth {
-        let i = (l - 1).to_string();
-        for (ours, theirs) in
-            [("block.weight", &k.block_weight), ("block.bias", &k.block_bias), ("gate.weight", &k.gate_weight), ("gate.bias", &k.gate_bias)]
-        {
-            map.push((format!("layers.{l}.{ours}"), theirs.replace("{i}", &i)));
-        }
-    }
-    map.push(("output.weight".into(), k.output_weight.clone()));
-    map.push(("output.bias".into(), k.output_bias.clone()));
+    let map = key_map(&spec.keys, arch.depth);
 
     let specs = arch.param_specs();
-    let mut values = vec![0f32; arch.num_params()];
+    let total = arch.num_params();
+    // the spec's architecture must fit in the weights (2 bytes a value at least: F16, BF16)
+    anyhow::ensure!(
+        total.saturating_mul(2) <= bytes.len(),
+        "{name}: the spec implies {total} parameters (depth {}, width {}), more than the {} bytes of {wname} can hold",
+        spec.depth,
+        spec.width,
+        bytes.len()
+    );
+    let mut values = vec![0f32; total];
     let mut used = std::collections::HashSet::new();
     for s in &specs {
         let theirs = &map.iter().find(|(o, _)| o == &s.name).expect("every parameter is mapped").1;

@@ -94,14 +94,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     tch::set_num_threads(cfg.threads as i32);
     let device = cfg.device.resolve()?;
     let arch = cfg.arch(data);
-    let mut model = match &cfg.init {
-        None => Model::new(arch.clone(), cfg.seed)?, // also seeds batch order and augmentation
-        Some(path) => {
-            tch::manual_seed(cfg.seed as i64);
-            start_from(path, &arch)?
-        }
-    }
-    .to_device(device);
+    let mut model = initial_model(cfg, &arch)?.to_device(device);
     let (train_t, test_t) = (Tensors::train(data).to_device(device), Tensors::test(data).to_device(device));
     let n = data.train.len();
     let batches = n / cfg.batch_size;
@@ -166,20 +159,33 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     }
     let seconds = start.elapsed().as_secs_f64();
     obs.on_finish(&model, step, step as f64 / batches as f64)?;
-    let (train_loss, train_accuracy) = model.evaluate(&train_t.x, &train_t.y, ForwardOpts::default());
-    let (test_loss, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
     let mut card = initial_card(cfg, data)?;
-    card.metrics = Some(Metrics {
-        train_accuracy,
-        test_accuracy,
-        train_loss,
-        test_loss,
-        epochs_completed: epochs_done,
-        steps: step,
-        seconds,
-        interrupted,
-    });
+    card.metrics = Some(final_metrics(
+        &model,
+        &train_t,
+        &test_t,
+        Metrics { epochs_completed: epochs_done, steps: step, seconds, interrupted, ..Default::default() },
+    ));
     Ok(Outcome { model, card })
+}
+
+/// A fresh model (seeded: the seed also fixes batch order and augmentation), or the one
+/// `cfg.init` names.
+fn initial_model(cfg: &TrainConfig, arch: &Arch) -> anyhow::Result<Model> {
+    match &cfg.init {
+        None => Model::new(arch.clone(), cfg.seed),
+        Some(path) => {
+            tch::manual_seed(cfg.seed as i64);
+            start_from(path, arch)
+        }
+    }
+}
+
+/// `run`'s counts with the model's loss and accuracy on the full train and test sets.
+fn final_metrics(model: &Model, train: &Tensors, test: &Tensors, run: Metrics) -> Metrics {
+    let (train_loss, train_accuracy) = model.evaluate(&train.x, &train.y, ForwardOpts::default());
+    let (test_loss, test_accuracy) = model.evaluate(&test.x, &test.y, ForwardOpts::default());
+    Metrics { train_accuracy, test_accuracy, train_loss, test_loss, ..run }
 }
 
 /// The model of `--init`, checked against the architecture the flags describe.

@@ -264,6 +264,62 @@ fn no_two_modules_depend_on_each_other_in_a_cycle() {
     }
 }
 
+/// (line count, name) of every function in `code` (braces in string and char literals aside).
+fn function_lengths(code: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let braces = |l: &str| -> i64 {
+        let (mut depth, mut in_str, mut prev) = (0i64, false, ' ');
+        let chars: Vec<char> = l.chars().collect();
+        for (i, &c) in chars.iter().enumerate() {
+            match c {
+                '"' if prev != '\\' => in_str = !in_str,
+                '{' | '}' if !in_str && !(prev == '\'' && chars.get(i + 1) == Some(&'\'')) => depth += if c == '{' { 1 } else { -1 },
+                _ => {}
+            }
+            prev = c;
+        }
+        depth
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let t = lines[i].trim_start();
+        let t = t.strip_prefix("pub ").or_else(|| t.strip_prefix("pub(crate) ")).or_else(|| t.strip_prefix("pub(super) ")).unwrap_or(t);
+        let Some(rest) = t.strip_prefix("fn ") else {
+            i += 1;
+            continue;
+        };
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let (mut depth, mut started, mut j) = (0i64, false, i);
+        while j < lines.len() {
+            depth += braces(lines[j]);
+            started |= lines[j].contains('{');
+            if (started && depth <= 0) || (!started && lines[j].trim_end().ends_with(';')) {
+                break;
+            }
+            j += 1;
+        }
+        if started {
+            out.push((j - i + 1, name));
+        }
+        i = if started { j + 1 } else { i + 1 };
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_80_lines() {
+    let mut long = Vec::new();
+    for s in sources() {
+        for (n, name) in function_lengths(&s.code) {
+            if n > 80 {
+                long.push(format!("{}: fn {name}, {n} lines", s.file.display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "{long:#?}");
+}
+
 #[test]
 fn the_checker_sees_what_it_checks() {
     // the parsing above, on code written to break each rule
@@ -281,4 +337,6 @@ fn the_checker_sees_what_it_checks() {
     assert!(find_cycle(&g).is_some());
     g.insert("b".to_string(), BTreeSet::new());
     assert!(find_cycle(&g).is_none());
+    let f = "fn short() {\n    let c = '{';\n}\nfn long() {\n    let s = \"}}\";\n    x();\n}\n";
+    assert_eq!(function_lengths(f), vec![(3, "short".to_string()), (4, "long".to_string())]);
 }

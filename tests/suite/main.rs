@@ -7,6 +7,7 @@ mod analysis;
 mod architecture;
 mod cli;
 mod data;
+mod hostile;
 mod import;
 mod lesion;
 mod model;

@@ -77,13 +77,13 @@ fn a_slow_reader_never_slows_the_sender_and_drops_are_counted() {
     let raw = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = raw.local_addr().unwrap().to_string();
     // a big snapshot, so that the socket buffers fill
-    let big = Arc::new(Message::Snapshot(Box::new({
-        let mut s = fixtures::snapshot(0, 4);
-        s.sample_blocks =
-            gatescope::snapshot::Array::new(vec![400, 50, 50], (0..1_000_000u64).map(|i| ((i * 7919) % 1000) as f32).collect());
-        s
+    let big = Arc::new(Message::Snapshot(Box::new(gatescope::snapshot::Snapshot {
+        sample_blocks: gatescope::snapshot::Array::new(vec![400, 50, 50], (0..1_000_000u64).map(|i| ((i * 7919) % 1000) as f32).collect()),
+        ..Default::default()
     })));
-    let sink = SocketSink::connect(&addr, fixtures::header(4)).unwrap();
+    let mut header = fixtures::header(400);
+    (header.card.arch.depth, header.card.arch.width) = (50, 50);
+    let sink = SocketSink::connect(&addr, header).unwrap();
     let (mut conn, _) = raw.accept().unwrap();
     // the reader reads nothing while 200 snapshots are pushed
     for step in 0..200u64 {

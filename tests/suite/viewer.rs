@@ -108,6 +108,52 @@ fn a_bad_file_shows_an_error_and_the_viewer_stays_up() {
     h.get_by_label("Figure 2: gates per layer");
 }
 
+/// A file dropped on the window.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl eframe::egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn hostile_files_show_one_error_each_and_what_was_open_stays() {
+    use crate::hostile;
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        hostile::model_with_card(dir.path(), "absurd.safetensors", |c| c["arch"]["depth"] = hostile::HUGE.into()),
+        hostile::spec_with(dir.path(), hostile::HUGE, 50),
+        hostile::absurd_recording(dir.path()),
+        hostile::disagreeing_recording(dir.path()),
+    ];
+    let mut h = harness(app_with_default_recording());
+    h.run();
+    let before = h.state().store.snapshots.len();
+    for (i, f) in files.iter().enumerate() {
+        if i % 2 == 0 {
+            h.state_mut().queue(Command::Open(f.clone())); // as File > Open and the command line do
+        } else {
+            h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(f.clone())));
+        }
+        h.state_mut().error = None;
+        step_until(&mut h, |a| a.error.is_some());
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let e = h.state().error.clone().unwrap();
+        assert!(e.starts_with("could not open") && e.contains(&name), "{e}");
+        h.get_by_label_contains(&format!("Error: could not open {}", f.display()));
+        assert_eq!(h.state().store.snapshots.len(), before, "the open recording stays");
+        assert!(h.state().store.source.ends_with("default.gsrec"));
+    }
+    h.get_by_label("Figure 2: gates per layer").click();
+    h.run();
+    h.get_by_label("Transform gate biases");
+}
+
 #[test]
 fn snapshot_images_of_figures_2_and_3() {
     let mut h = harness(app_with_default_recording());
