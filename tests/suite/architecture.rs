@@ -273,7 +273,7 @@ fn function_lengths(code: &str) -> Vec<(usize, String)> {
         for (i, &c) in chars.iter().enumerate() {
             match c {
                 '"' if prev != '\\' => in_str = !in_str,
-                '{' | '}' if !in_str && !(prev == '\'' && chars.get(i + 1) == Some(&'\'')) => depth += if c == '{' { 1 } else { -1 },
+                '{' | '}' if !(in_str || prev == '\'' && chars.get(i + 1) == Some(&'\'')) => depth += if c == '{' { 1 } else { -1 },
                 _ => {}
             }
             prev = c;
