@@ -137,8 +137,12 @@ pub fn info_cmd(a: InfoArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&card)?);
         } else {
             println!(
-                "model: {:?} net, depth {}, width {}, {:?}, gate bias {}",
-                card.arch.family, card.arch.depth, card.arch.width, card.arch.activation, card.arch.gate_bias
+                "model: {} net, depth {}, width {}, {}, gate bias {}",
+                card.arch.family.label(),
+                card.arch.depth,
+                card.arch.width,
+                card.arch.activation.name(),
+                card.arch.gate_bias
             );
             println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
             if let Some(m) = &card.metrics {
@@ -176,17 +180,21 @@ pub fn info_cmd(a: InfoArgs) -> anyhow::Result<ExitCode> {
     }
     let arch = &rec.header.card.arch;
     println!(
-        "recording of a {:?} net, depth {}, width {}, on {}",
-        arch.family,
+        "recording of a {} net, depth {}, width {}, on {}",
+        arch.family.label(),
         arch.depth,
         arch.width,
         rec.header.card.dataset.name.name()
     );
+    let span = match (steps.first(), steps.last()) {
+        (Some(a), Some(b)) if a != b => format!("steps {a} to {b}"),
+        (Some(a), _) => format!("step {a}"),
+        _ => "none yet".into(),
+    };
+    let n = rec.snapshots.len();
     println!(
-        "{} snapshots, steps {:?}..{:?}; probe set {} examples, {} samples",
-        rec.snapshots.len(),
-        steps.first(),
-        steps.last(),
+        "{n} snapshot{} ({span}); probe set {} examples, {} samples",
+        if n == 1 { "" } else { "s" },
         rec.header.probe_size,
         rec.header.num_samples()
     );
