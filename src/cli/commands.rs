@@ -40,15 +40,38 @@ fn is_loopback(addr: &str) -> bool {
     addr.to_socket_addrs().map(|mut it| it.all(|a| a.ip().is_loopback())).unwrap_or(true)
 }
 
-/// Sets a flag on the first Ctrl-C; a second one exits at once.
+/// Exit code of a run stopped by Ctrl-C whose model was saved (marked `interrupted`).
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code of a run aborted by a second Ctrl-C: nothing was saved.
+pub const EXIT_ABORTED: i32 = 131;
+
+/// Sets a flag on the first Ctrl-C. A second one, a second or more later, aborts at once
+/// (one that comes sooner is the same keypress delivered twice, e.g. by `timeout -s INT` to
+/// a process and its group).
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
+    let first = std::sync::Mutex::new(None::<std::time::Instant>);
     ctrlc::set_handler(move || {
-        if s.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+        let mut at = first.lock().unwrap_or_else(|e| e.into_inner());
+        match *at {
+            Some(t) if t.elapsed() >= std::time::Duration::from_secs(1) => {
+                let msg = b"\naborted by a second Ctrl-C: the model was not saved (a model file is written whole or not at all)\n";
+                // SAFETY: write(2) and _exit(2) are async-signal-safe. _exit skips atexit
+                // handlers and static destructors, which would run while libtorch is busy on
+                // the main thread (the crash dump a plain `exit` gave).
+                unsafe {
+                    libc::write(2, msg.as_ptr().cast(), msg.len());
+                    libc::_exit(EXIT_ABORTED);
+                }
+            }
+            Some(_) => {} // the same keypress, twice
+            None => {
+                *at = Some(std::time::Instant::now());
+                s.store(true, Ordering::SeqCst);
+                eprintln!("\nstopping after this batch, then saving (Ctrl-C again to abort without saving)");
+            }
         }
-        eprintln!("\nstopping after this batch (Ctrl-C again to abort without saving)");
     })
     .context("installing the Ctrl-C handler")?;
     Ok(stop)
@@ -81,7 +104,7 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
         m.seconds,
         if m.interrupted { " (interrupted)" } else { "" }
     );
-    Ok(if m.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(if m.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
 }
 
 fn set_threads(threads: usize) {

@@ -184,3 +184,59 @@ fn init_continues_from_a_saved_model_and_refuses_another_architecture() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("/nonexistent/m.safetensors") && !err.contains("panicked"), "{err}");
 }
+
+/// Sends SIGINT to `pid` and to its process group.
+fn interrupt(pid: u32) {
+    // SAFETY: plain kill(2) calls on a child we started in its own process group.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGINT);
+        libc::kill(-(pid as i32), libc::SIGINT);
+    }
+}
+
+fn no_dump(text: &str) {
+    for bad in ["panicked", "RUST_BACKTRACE", "Exception raised", "frame #", "terminate called"] {
+        assert!(!text.contains(bad), "{text}");
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_aborts_cleanly_and_a_doubled_one_still_saves() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    // a conv net: its final evaluation takes seconds, so the second Ctrl-C lands inside it
+    let train = |out: &std::path::Path| {
+        gatescope()
+            .args(["train", "--quiet", "--arch", "conv", "--depth", "4", "--width", "8", "--epochs", "50"])
+            .arg("--out")
+            .arg(out)
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // the same keypress delivered twice (to the process and to its group): saved
+    let saved = dir.path().join("saved.safetensors");
+    let child = train(&saved);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    no_dump(&text);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(gatescope::model::file::read_card(&saved).unwrap().metrics.unwrap().interrupted);
+    // a second Ctrl-C later on: aborted at once, nothing half-written
+    let aborted = dir.path().join("aborted.safetensors");
+    let child = train(&aborted);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    interrupt(child.id());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    no_dump(&text);
+    assert_eq!(out.status.code(), Some(131), "{text}");
+    assert!(text.contains("aborted by a second Ctrl-C: the model was not saved"), "{text}");
+    assert!(!aborted.exists() || gatescope::model::file::load(&aborted).is_ok(), "a half-written model");
+}
