@@ -31,23 +31,71 @@ pub enum FileKind {
     ImportSpec,
     /// An analysis report (JSON from lesion, sweep or ablate).
     Report,
-    /// Anything else: a model file (safetensors), or not one of ours, which loading tells.
+    /// A model file: safetensors (a gatescope model, or a state_dict with its spec beside it).
     Model,
+    /// None of these.
+    Other,
 }
 
-/// Sniffs `path`: the recording magic, a JSON spec or report, else a model file.
+impl FileKind {
+    /// What the kind is, for people ("a recording").
+    pub fn described(self) -> &'static str {
+        match self {
+            FileKind::Recording => "a recording",
+            FileKind::ImportSpec => "a PyTorch import spec",
+            FileKind::Report => "a report (lesion, sweep or ablation)",
+            FileKind::Model => "a model file",
+            FileKind::Other => "not a gatescope file (no model, recording, import spec or report)",
+        }
+    }
+
+    pub fn is_model(self) -> bool {
+        matches!(self, FileKind::Model | FileKind::ImportSpec)
+    }
+}
+
+/// Sniffs `path`: the recording magic, a JSON spec or report, a safetensors header, or
+/// something else.
 pub fn sniff(path: &Path) -> anyhow::Result<FileKind> {
     let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut head = [0u8; 8];
+    let mut head = [0u8; 9];
     let n = f.read(&mut head).with_context(|| format!("reading {}", path.display()))?;
-    if n >= 8 && &head == record::MAGIC {
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if n >= 8 && &head[..8] == record::MAGIC {
         return Ok(FileKind::Recording);
     }
     if n >= 1 && head[0] == b'{' {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(if crate::model::import::is_spec(&bytes) { FileKind::ImportSpec } else { FileKind::Report });
+        if crate::model::import::is_spec(&bytes) {
+            return Ok(FileKind::ImportSpec);
+        }
+        let tagged = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(|k| matches!(k, "lesion" | "sweep" | "ablation")));
+        return Ok(if tagged == Some(true) { FileKind::Report } else { FileKind::Other });
     }
-    Ok(FileKind::Model)
+    // safetensors: an 8-byte little-endian header length, then a JSON object
+    let header = u64::from_le_bytes(head[..8].try_into().unwrap_or([0; 8]));
+    if n == 9 && head[8] == b'{' && header.saturating_add(8) <= len {
+        return Ok(FileKind::Model);
+    }
+    Ok(FileKind::Other)
+}
+
+/// Checks that `path` holds a model, for `command`: else one error that says what the file
+/// is and what to try.
+pub fn expect_model(path: &Path, command: &str) -> anyhow::Result<FileKind> {
+    let kind = sniff(path)?;
+    let p = path.display();
+    let hint = match kind {
+        k if k.is_model() => return Ok(k),
+        FileKind::Recording => format!("try `gatescope info {p}` or `gatescope view {p}`"),
+        FileKind::Report => {
+            format!("try `gatescope export {p} --figure 1` (sweep, ablation) or `--figure 4` (lesion), or `gatescope view {p}`")
+        }
+        _ => "give a .safetensors file from `gatescope train`, or a PyTorch import spec (docs/pytorch-import.md)".to_string(),
+    };
+    anyhow::bail!("{p} is {}; {command} needs a model: {hint}", kind.described())
 }
 
 /// A model file opened with the dataset its card names, ready to probe, trace and lesion.
@@ -168,6 +216,7 @@ pub fn open(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> anyho
         FileKind::Recording => Opened::Recording(Box::new(record::open(path)?)),
         FileKind::Report => Opened::Report(Report::read(path)?),
         FileKind::Model | FileKind::ImportSpec => Opened::Model(Box::new(open_model(path, data_dir, device)?)),
+        FileKind::Other => anyhow::bail!("{} is {}", path.display(), FileKind::Other.described()),
     })
 }
 

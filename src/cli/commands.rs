@@ -112,6 +112,7 @@ fn set_threads(threads: usize) {
 }
 
 pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    session::expect_model(&a.model, "eval")?;
     set_threads(a.threads);
     let m = session::open_model(&a.model, a.data_dir.as_deref(), a.device)?;
     let device = m.model.flat.device();
@@ -132,6 +133,7 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
+    session::expect_model(&a.model, "probe")?;
     set_threads(a.threads);
     let m = session::open_model(&a.model, a.data_dir.as_deref(), a.device)?;
     let set = m.probe_set(ProbeOpts { size: a.probe, samples: a.samples });
@@ -154,38 +156,65 @@ pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
 
 pub fn info_cmd(a: InfoArgs) -> anyhow::Result<ExitCode> {
     let t = std::time::Instant::now();
-    if session::sniff(&a.path)? != FileKind::Recording {
-        let card = file::read_card(&a.path)?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&card)?);
-        } else {
-            println!(
-                "model: {} net, depth {}, width {}, {}, gate bias {}",
-                card.arch.family.label(),
-                card.arch.depth,
-                card.arch.width,
-                card.arch.activation.name(),
-                card.arch.gate_bias
-            );
-            println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
-            if let Some(m) = &card.metrics {
-                println!(
-                    "train accuracy {:.4}, test accuracy {:.4} after {} steps{}",
-                    m.train_accuracy,
-                    m.test_accuracy,
-                    m.steps,
-                    if m.interrupted { " (interrupted)" } else { "" }
-                );
-            }
-        }
+    match session::sniff(&a.path)? {
+        FileKind::Recording => {}
+        FileKind::Report => return report_info(&a.path, a.json),
+        FileKind::Other => anyhow::bail!("{} is {}", a.path.display(), FileKind::Other.described()),
+        FileKind::Model | FileKind::ImportSpec => return model_info(&a.path, a.json),
+    }
+    recording_info(&a.path, a.json, t)
+}
+
+/// `info` on a report: what it holds.
+fn report_info(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = Report::read(path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let bytes = std::fs::read(&a.path).with_context(|| format!("reading {}", a.path.display()))?;
-    let rec = record::read_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.path.display()))?;
+    match &report {
+        Report::Lesion(r) => println!(
+            "lesion report of {} on {}: {} layers lesioned, {} training and {} test examples",
+            r.model,
+            r.dataset,
+            r.layers.len(),
+            r.train_examples,
+            r.test_examples
+        ),
+        Report::Sweep(r) => println!("depth sweep on {}: {} runs of {} epochs, depths {:?}", r.dataset, r.runs.len(), r.epochs, r.depths),
+        Report::Ablation(r) => {
+            println!("gate ablation on {}: {} runs of depth {}, {} epochs each", r.dataset, r.runs.len(), r.depth, r.epochs)
+        }
+    }
+    println!("draw it: gatescope export {} --figure {}", path.display(), if matches!(report, Report::Lesion(_)) { 4 } else { 1 });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `info` on a model file or an import spec: its card.
+fn model_info(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let card = file::read_card(path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&card)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let a = &card.arch;
+    println!("model: {} net, depth {}, width {}, {}, gate bias {}", a.family.label(), a.depth, a.width, a.activation.name(), a.gate_bias);
+    println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
+    if let Some(m) = &card.metrics {
+        let stopped = if m.interrupted { " (interrupted)" } else { "" };
+        println!("train accuracy {:.4}, test accuracy {:.4} after {} steps{stopped}", m.train_accuracy, m.test_accuracy, m.steps);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `info` on a recording: its run, snapshots and torn tail.
+fn recording_info(path: &Path, json: bool, t: std::time::Instant) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let rec = record::read_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let decode_ms = t.elapsed().as_secs_f64() * 1e3;
     let steps: Vec<u64> = rec.snapshots.iter().map(|s| s.step).collect();
     let last = rec.snapshots.last();
-    if a.json {
+    if json {
         let v = serde_json::json!({
             "kind": "recording",
             "bytes": bytes.len(),
@@ -271,6 +300,7 @@ fn lesion_model(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> a
 }
 
 pub fn lesion_cmd(a: LesionArgs) -> anyhow::Result<ExitCode> {
+    session::expect_model(&a.model, "lesion")?;
     set_threads(a.threads);
     let report = lesion_model(&a.model, a.data_dir.as_deref(), a.device)?;
     let wrapped = Report::Lesion(report);
@@ -425,7 +455,8 @@ pub fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let out = a.out.clone().unwrap_or_else(|| format!("figure{}.png", a.figure).into());
     let name = a.path.display();
     let kind = session::sniff(&a.path)?;
-    let is_model = matches!(kind, FileKind::Model | FileKind::ImportSpec);
+    anyhow::ensure!(kind != FileKind::Other, "{name} is {}; export draws from a recording, a model or a report", kind.described());
+    let is_model = kind.is_model();
     let report = match (a.figure, kind) {
         (1 | 4, FileKind::Report) => Some(Report::read(&a.path)?),
         (4, _) if is_model => Some(Report::Lesion(lesion_model(&a.path, a.data_dir.as_deref(), DeviceChoice::Cpu)?)),

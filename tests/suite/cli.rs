@@ -240,3 +240,29 @@ fn a_second_ctrl_c_aborts_cleanly_and_a_doubled_one_still_saves() {
     assert!(text.contains("aborted by a second Ctrl-C: the model was not saved"), "{text}");
     assert!(!aborted.exists() || gatescope::model::file::load(&aborted).is_ok(), "a half-written model");
 }
+
+#[test]
+fn every_command_says_what_kind_of_file_it_got_and_what_it_needs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let recording = root.join("recordings/default.gsrec");
+    let report = root.join("docs/results/ablation.json");
+    let other = root.join("README.md");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = gatescope().args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout))
+    };
+    for cmd in ["eval", "probe", "lesion"] {
+        for (file, what) in [(&recording, "is a recording"), (&report, "is a report"), (&other, "is not a gatescope file")] {
+            let (ok, text) = run(&[cmd.as_ref(), file.as_os_str()]);
+            assert!(!ok, "{cmd} {}", file.display());
+            assert!(text.contains(what) && text.contains(&format!("{cmd} needs a model")), "{cmd} {}: {text}", file.display());
+            assert!(!text.contains("HeaderTooLarge") && !text.contains("not a valid safetensors"), "{text}");
+        }
+    }
+    let (ok, text) = run(&["info".as_ref(), other.as_os_str()]);
+    assert!(!ok && text.contains("README.md is not a gatescope file"), "{text}");
+    let (ok, text) = run(&["info".as_ref(), report.as_os_str()]);
+    assert!(ok && text.contains("gate ablation on mnist") && text.contains("--figure 1"), "{text}");
+    let (ok, text) = run(&["export".as_ref(), other.as_os_str(), "--figure".as_ref(), "2".as_ref()]);
+    assert!(!ok && text.contains("is not a gatescope file"), "{text}");
+}
