@@ -59,13 +59,12 @@ impl Sinks {
         self.socket.as_ref().map_or(0, |s| s.dropped()) + self.queue.as_ref().map_or(0, |q| q.dropped())
     }
 
-    pub fn finish(self) {
-        if let Some(s) = self.socket {
-            s.finish(Duration::from_secs(2));
-        }
+    /// Flushes and closes the sinks; what the socket did, if there was one.
+    pub fn finish(self) -> Option<crate::stream::StreamStats> {
         if let Some(q) = self.queue {
             q.close();
         }
+        self.socket.map(|s| s.finish(Duration::from_secs(2)))
     }
 }
 

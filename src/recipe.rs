@@ -296,8 +296,9 @@ impl std::str::FromStr for Cadence {
             return Err("the cadence must be at least 1".into());
         }
         match unit {
-            "" | "steps" | "step" => Ok(Cadence::Steps(n)),
+            "steps" | "step" => Ok(Cadence::Steps(n)),
             "epochs" | "epoch" => Ok(Cadence::Epochs(n)),
+            "" => Err(format!("{s:?} needs a unit: {n}steps or {n}epochs")),
             _ => Err(format!("unknown unit {unit:?} in {s:?}: use steps or epochs")),
         }
     }
@@ -388,5 +389,8 @@ mod tests {
         assert_eq!(CADENCE.to_string(), "4epochs");
         assert_eq!("all".parse::<ProbeSize>().unwrap(), ProbeSize::All);
         assert!("0".parse::<ProbeSize>().is_err());
+        // a bare number is refused: steps or epochs must be said
+        let e = "4".parse::<Cadence>().unwrap_err();
+        assert!(e.contains("4steps or 4epochs"), "{e}");
     }
 }

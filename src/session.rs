@@ -242,10 +242,11 @@ impl CaptureOpts {
 /// What a recorded run produced besides the model.
 pub struct TrainRun {
     pub outcome: Outcome,
-    /// Snapshots taken, seconds spent probing, snapshots a stream dropped.
+    /// Snapshots taken, seconds spent probing.
     pub snapshots: usize,
     pub probe_seconds: f64,
-    pub dropped: u64,
+    /// What the stream to a viewer did, if there was one.
+    pub stream: Option<crate::stream::StreamStats>,
 }
 
 /// Trains as `cfg` says on `data`, snapshotting into the sinks of `capture` (if any) at its
@@ -261,15 +262,14 @@ pub fn train_recorded(
 ) -> anyhow::Result<TrainRun> {
     if !capture.is_on() {
         let outcome = train::train(cfg, data, stop, observer)?;
-        return Ok(TrainRun { outcome, snapshots: 0, probe_seconds: 0.0, dropped: 0 });
+        return Ok(TrainRun { outcome, snapshots: 0, probe_seconds: 0.0, stream: None });
     }
     let probe = ProbeSet::new(data, capture.probe.size, capture.probe.samples);
     let header = probe.header(train::initial_card(cfg, data)?, source);
     let sinks = Sinks::open(&header, capture.record.as_deref(), capture.connect.as_deref(), capture.queue)?;
     let mut cap = Capture::new(probe, capture.every.unwrap_or(CADENCE), sinks);
     let outcome = train::train(cfg, data, stop, &mut Both(observer, &mut cap));
-    let dropped = cap.sinks.dropped();
     let (snapshots, probe_seconds) = (cap.snapshots, cap.seconds);
-    cap.sinks.finish();
-    Ok(TrainRun { outcome: outcome?, snapshots, probe_seconds, dropped })
+    let stream = cap.sinks.finish();
+    Ok(TrainRun { outcome: outcome?, snapshots, probe_seconds, stream })
 }

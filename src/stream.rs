@@ -89,6 +89,27 @@ pub struct SocketSink {
     queue: Queue,
     thread: Option<JoinHandle<()>>,
     connected: Arc<AtomicBool>,
+    stats: Arc<Counters>,
+    addr: SocketAddr,
+}
+
+/// What a sink did, counted by its thread.
+#[derive(Debug, Default)]
+struct Counters {
+    connections: std::sync::atomic::AtomicUsize,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+/// What a stream did: for an honest summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStats {
+    pub addr: SocketAddr,
+    /// Times a viewer was reached (more than one: it reconnected).
+    pub connections: usize,
+    /// Snapshots written to a viewer.
+    pub sent: u64,
+    /// Snapshots dropped for a slow or absent viewer.
+    pub dropped: u64,
 }
 
 impl SocketSink {
@@ -100,10 +121,12 @@ impl SocketSink {
             .ok_or_else(|| anyhow::anyhow!("--connect {addr}: no address"))?;
         let queue = Queue::new(QUEUE_CAPACITY);
         let connected = Arc::new(AtomicBool::new(false));
-        let (q, c) = (queue.clone(), connected.clone());
+        let stats = Arc::new(Counters::default());
+        let (q, c, st) = (queue.clone(), connected.clone(), stats.clone());
         let header_frame = record::encode(&Message::Header(Box::new(header)));
-        let thread = std::thread::Builder::new().name("gatescope-stream".into()).spawn(move || socket_loop(addr, &header_frame, &q, &c))?;
-        Ok(SocketSink { queue, thread: Some(thread), connected })
+        let thread =
+            std::thread::Builder::new().name("gatescope-stream".into()).spawn(move || socket_loop(addr, &header_frame, &q, &c, &st))?;
+        Ok(SocketSink { queue, thread: Some(thread), connected, stats, addr })
     }
 
     pub fn send(&self, msg: Arc<Message>) {
@@ -118,8 +141,18 @@ impl SocketSink {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// Sends what is queued (waiting at most `grace` for a viewer), then stops.
-    pub fn finish(mut self, grace: Duration) {
+    /// What the sink did so far.
+    pub fn stats(&self) -> StreamStats {
+        StreamStats {
+            addr: self.addr,
+            connections: self.stats.connections.load(Ordering::Relaxed),
+            sent: self.stats.sent.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+        }
+    }
+
+    /// Sends what is queued (waiting at most `grace` for a viewer), then stops; what it did.
+    pub fn finish(mut self, grace: Duration) -> StreamStats {
         self.queue.close();
         if let Some(t) = self.thread.take() {
             let deadline = std::time::Instant::now() + grace;
@@ -130,6 +163,11 @@ impl SocketSink {
                 let _ = t.join();
             }
         }
+        // what never left the queue was not streamed either
+        let unsent = std::iter::from_fn(|| self.queue.try_pop()).filter(|m| matches!(**m, Message::Snapshot(_))).count() as u64;
+        let mut stats = self.stats();
+        stats.dropped += unsent;
+        stats
     }
 }
 
@@ -137,7 +175,7 @@ impl SocketSink {
 /// listener can tell a quiet trainer from a dead or stalled peer.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
-fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: &AtomicBool) {
+fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: &AtomicBool, stats: &Counters) {
     let mut stream: Option<TcpStream> = None;
     let mut sent_dropped = 0u64;
     let mut last_write = std::time::Instant::now();
@@ -154,6 +192,7 @@ fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: 
                         last_write = std::time::Instant::now();
                         stream = Some(s);
                         connected.store(true, Ordering::Relaxed);
+                        stats.connections.fetch_add(1, Ordering::Relaxed);
                         sent_dropped = u64::MAX; // resend the drop count on a new connection
                     }
                 }
@@ -192,6 +231,9 @@ fn socket_loop(addr: SocketAddr, header_frame: &[u8], queue: &Queue, connected: 
         } else {
             sent_dropped = dropped;
             last_write = std::time::Instant::now();
+            if matches!(*msg, Message::Snapshot(_)) {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -171,7 +171,7 @@ pub struct ProbeArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// A model (.safetensors) or a recording (.gsrec)
+    /// A model (.safetensors), a PyTorch import spec (.json), a recording (.gsrec) or a report (.json)
     pub path: PathBuf,
     /// Print JSON
     #[arg(long)]

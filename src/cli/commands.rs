@@ -85,10 +85,25 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let mut bars = TrainBars::new(a.quiet);
     let run = session::train_recorded(&cfg, &data, a.capture.opts(), "gatescope train", &stop, &mut bars)?;
     if let Some(p) = &a.capture.record {
-        eprintln!("recorded {} snapshots to {} ({:.1} s probing)", run.snapshots, p.display(), run.probe_seconds);
+        eprintln!("recorded {} to {} ({} probing)", count(run.snapshots, "snapshot"), p.display(), secs(run.probe_seconds));
     }
-    if a.capture.connect.is_some() {
-        eprintln!("streamed {} snapshots ({} dropped for a slow or absent viewer)", run.snapshots, run.dropped);
+    if let Some(s) = &run.stream {
+        match s.connections {
+            0 => eprintln!(
+                "never reached a viewer at {} (tried every 0.25 s; start one with `gatescope view --listen {}`): {} not streamed",
+                s.addr,
+                s.addr,
+                count(run.snapshots, "snapshot")
+            ),
+            c => eprintln!(
+                "streamed {} of {} to {} ({} dropped for a slow or absent viewer{})",
+                s.sent,
+                count(run.snapshots, "snapshot"),
+                s.addr,
+                s.dropped,
+                if c > 1 { format!("; reconnected {} times", c - 1) } else { String::new() }
+            ),
+        }
     }
     let out = run.outcome;
     file::save(&out.model, &out.card, &a.out)?;
@@ -105,6 +120,20 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
         if m.interrupted { " (interrupted)" } else { "" }
     );
     Ok(if m.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
+}
+
+/// "1 snapshot", "3 snapshots".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Seconds for people: "0.4 s", "12.3 s".
+fn secs(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.1} s")
+    }
 }
 
 fn set_threads(threads: usize) {
@@ -408,7 +437,7 @@ pub fn sweep_cmd(a: SweepArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("training cross-entropy after {} epochs ({}):", r.epochs, r.dataset);
+    println!("training cross-entropy after {} ({}):", count(r.epochs, "epoch"), r.dataset);
     print!("{:<10}", "depth");
     for d in &r.depths {
         print!("{d:>10}");
@@ -425,7 +454,7 @@ pub fn sweep_cmd(a: SweepArgs) -> anyhow::Result<ExitCode> {
         }
         println!();
     }
-    println!("report written to {} ({:.0} s)", a.out.display(), r.seconds);
+    println!("report written to {} ({})", a.out.display(), secs(r.seconds));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -443,9 +472,9 @@ pub fn ablate_cmd(a: AblateArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("gate ablation, depth {}, {} epochs each ({}):", r.depth, r.epochs, r.dataset);
+    println!("gate ablation, depth {}, {} each ({}):", r.depth, count(r.epochs, "epoch"), r.dataset);
     print_runs(&r.runs);
-    println!("report written to {} ({:.0} s)", a.out.display(), r.seconds);
+    println!("report written to {} ({})", a.out.display(), secs(r.seconds));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -144,7 +144,7 @@ impl StudyProgress for StudyBars {
         }
         self.overall.inc(1);
         let line = format!(
-            "{:<32} train loss {:.4}  test acc {:.4}  ({:.0} s){}",
+            "{:<32} train loss {:.4}  test acc {:.4}  ({:.1} s){}",
             r.name,
             r.train.loss,
             r.test.accuracy,

@@ -266,3 +266,38 @@ fn every_command_says_what_kind_of_file_it_got_and_what_it_needs() {
     let (ok, text) = run(&["export".as_ref(), other.as_os_str(), "--figure".as_ref(), "2".as_ref()]);
     assert!(!ok && text.contains("is not a gatescope file"), "{text}");
 }
+
+#[test]
+fn connect_without_a_viewer_says_it_never_connected_and_every_needs_a_unit() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed again at once
+    let dir = tempfile::tempdir().unwrap();
+    let out = gatescope()
+        .args([
+            "train",
+            "--quiet",
+            "--depth",
+            "3",
+            "--width",
+            "8",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "30",
+            "--every",
+            "10steps",
+            "--probe",
+            "500",
+        ])
+        .arg("--connect")
+        .arg(free.to_string())
+        .arg("--out")
+        .arg(dir.path().join("m.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("never reached a viewer at {free}")) && err.contains("4 snapshots not streamed"), "{err}");
+    let out = gatescope().args(["train", "--every", "4"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("\"4\" needs a unit: 4steps or 4epochs"), "{err}");
+}
