@@ -295,6 +295,9 @@ pub struct StudyArgs {
     /// Seed of the initialisations and of the search
     #[arg(long, default_value_t = RECIPE.seed)]
     pub seed: u64,
+    /// Where every run trains: cpu, cuda (a GPU; an error without one) or auto
+    #[arg(long, value_enum, default_value_t = RECIPE.device)]
+    pub device: DeviceChoice,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -315,6 +318,7 @@ impl StudyArgs {
             batch_size: self.batch_size,
             seed: self.seed,
             threads,
+            device: self.device,
             ..RECIPE
         }
     }
@@ -375,6 +379,9 @@ pub struct ExportArgs {
     /// Intra-op threads for libtorch (probing and lesioning a model)
     #[arg(long, default_value_t = THREADS)]
     pub threads: usize,
+    /// Where to probe or lesion a model: cpu, cuda (a GPU; an error without one) or auto
+    #[arg(long, value_enum, default_value_t = RECIPE.device)]
+    pub device: DeviceChoice,
 }
 
 /// The flags of a training run: each maps onto a field of [`TrainConfig`], whose defaults

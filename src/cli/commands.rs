@@ -488,7 +488,7 @@ pub fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let is_model = kind.is_model();
     let report = match (a.figure, kind) {
         (1 | 4, FileKind::Report) => Some(Report::read(&a.path)?),
-        (4, _) if is_model => Some(Report::Lesion(lesion_model(&a.path, a.data_dir.as_deref(), DeviceChoice::Cpu)?)),
+        (4, _) if is_model => Some(Report::Lesion(lesion_model(&a.path, a.data_dir.as_deref(), a.device)?)),
         (2 | 3, FileKind::Report) => anyhow::bail!("{name}: figures 2 and 3 are drawn from a recording or a model file, not a report"),
         (1, _) => anyhow::bail!("{name}: figure 1 is drawn from a sweep or ablation report (gatescope sweep / ablate write one)"),
         (4, _) => anyhow::bail!("{name}: figure 4 is drawn from a model file or a lesion report (gatescope lesion --out)"),
@@ -509,7 +509,7 @@ pub fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let rec = if kind == FileKind::Recording {
         record::open(&a.path)?
     } else {
-        let m = session::open_model(&a.path, a.data_dir.as_deref(), DeviceChoice::Cpu)?;
+        let m = session::open_model(&a.path, a.data_dir.as_deref(), a.device)?;
         m.probe(&m.probe_set(ProbeOpts::default()), None)
     };
     let n = rec.snapshots.len() as i64;

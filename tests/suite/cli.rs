@@ -301,3 +301,22 @@ fn connect_without_a_viewer_says_it_never_connected_and_every_needs_a_unit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("\"4\" needs a unit: 4steps or 4epochs"), "{err}");
 }
+
+#[test]
+fn export_and_the_studies_take_a_device() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/default.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let out = gatescope()
+        .arg("export")
+        .arg(&model)
+        .args(["--figure", "2", "--device", "cuda", "--out"])
+        .arg(dir.path().join("f.png"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        assert!(err.contains("--device cuda: no CUDA device is available"), "{err}");
+    }
+    let help = String::from_utf8_lossy(&gatescope().args(["sweep", "--help"]).output().unwrap().stdout).to_string();
+    assert!(help.contains("--device <DEVICE>"), "{help}");
+}
