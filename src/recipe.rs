@@ -76,6 +76,8 @@ pub const RECIPE: TrainConfig = TrainConfig {
     batch_size: 128,
     epochs: 20,
     max_steps: None,
+    train_examples: None,
+    test_examples: None,
     init: None,
     seed: 0,
     threads: THREADS,
@@ -168,6 +170,12 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Stop after this many steps.
     pub max_steps: Option<usize>,
+    /// Train on the first N training examples only (quick looks).
+    #[serde(default)]
+    pub train_examples: Option<usize>,
+    /// Evaluate on the first N test examples only.
+    #[serde(default)]
+    pub test_examples: Option<usize>,
     /// Start from this model's parameters.
     #[serde(default)]
     pub init: Option<PathBuf>,
@@ -237,6 +245,10 @@ impl TrainConfig {
         anyhow::ensure!((0.0..1.0).contains(&self.momentum), "--momentum must be in [0, 1)");
         anyhow::ensure!(self.gate_bias().is_finite(), "--gate-bias must be finite");
         anyhow::ensure!(self.max_steps != Some(0), "--max-steps must be at least 1");
+        anyhow::ensure!(
+            self.train_examples != Some(0) && self.test_examples != Some(0),
+            "--train-examples and --test-examples must be at least 1"
+        );
         anyhow::ensure!(self.shift <= 8, "--shift must be at most 8 pixels");
         anyhow::ensure!((1..=2).contains(&self.residual_layers), "--residual-layers must be 1 or 2");
         Ok(())

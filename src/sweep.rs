@@ -51,7 +51,7 @@ pub fn depth_sweep(base: &TrainConfig, families: &[Family], depths: &[usize]) ->
     let mut out = Vec::new();
     for &family in families {
         for &depth in depths {
-            let config = TrainConfig { arch: family, depth, width: None, ..base.clone() };
+            let config = TrainConfig { arch: family, depth, ..base.clone() }; // width: as given, else the family's
             out.push(Variant { name: format!("{}-{depth}", family_name(family, GateMode::Adaptive)), config });
         }
     }

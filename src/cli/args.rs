@@ -270,6 +270,10 @@ pub struct StudyArgs {
     /// Activation of every net
     #[arg(long, value_enum, default_value_t = RECIPE.activation)]
     pub activation: Activation,
+    /// Units per layer of every net [default: 50; in a sweep, plain nets 71, so that a layer
+    /// has about as many parameters as a highway layer]
+    #[arg(long)]
+    pub width: Option<usize>,
     /// Minibatch size
     #[arg(long, default_value_t = RECIPE.batch_size)]
     pub batch_size: usize,
@@ -319,6 +323,7 @@ impl StudyArgs {
             seed: self.seed,
             threads,
             device: self.device,
+            width: self.width,
             ..RECIPE
         }
     }
@@ -342,13 +347,10 @@ pub struct SweepArgs {
 #[derive(Debug, clap::Args)]
 pub struct AblateArgs {
     /// Hidden layers of every net
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = RECIPE.depth)]
     pub depth: usize,
-    /// Units per layer
-    #[arg(long, default_value_t = 50)]
-    pub width: usize,
     /// T of the fixed-gate variant
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = RECIPE.fixed_gate)]
     pub fixed_gate: f32,
     #[command(flatten)]
     pub study: StudyArgs,
@@ -462,6 +464,12 @@ pub struct TrainFlags {
     /// Stop after this many steps (for quick runs and tests)
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// Use only the first N training examples (quick looks)
+    #[arg(long, value_name = "N")]
+    pub train_examples: Option<usize>,
+    /// Use only the first N test examples
+    #[arg(long, value_name = "N")]
+    pub test_examples: Option<usize>,
     /// Start from this model's parameters instead of a fresh initialisation (to train on, e.g.
     /// with a smaller --lr); its architecture must be the one these flags describe
     #[arg(long, value_name = "MODEL")]
@@ -509,6 +517,8 @@ impl TrainFlags {
             batch_size: f.batch_size,
             epochs: f.epochs,
             max_steps: f.max_steps,
+            train_examples: f.train_examples,
+            test_examples: f.test_examples,
             init: f.init,
             seed: f.seed,
             threads: f.threads,

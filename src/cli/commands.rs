@@ -80,7 +80,13 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.config.config();
     cfg.validate()?;
-    let data = data::load(cfg.dataset, cfg.data_dir.as_deref())?;
+    let data = data::load(cfg.dataset, cfg.data_dir.as_deref())?.truncated(cfg.train_examples, cfg.test_examples);
+    anyhow::ensure!(
+        data.train.len() >= cfg.batch_size,
+        "--train-examples {} is smaller than a batch ({})",
+        data.train.len(),
+        cfg.batch_size
+    );
     let stop = stop_flag()?;
     let mut bars = TrainBars::new(a.quiet);
     let run = session::train_recorded(&cfg, &data, a.capture.opts(), "gatescope train", &stop, &mut bars)?;
@@ -460,7 +466,11 @@ pub fn sweep_cmd(a: SweepArgs) -> anyhow::Result<ExitCode> {
 
 pub fn ablate_cmd(a: AblateArgs) -> anyhow::Result<ExitCode> {
     let (base, data, plan) = study_setup(&a.study)?;
-    let base = TrainConfig { depth: a.depth, width: Some(a.width), ..base };
+    let base = TrainConfig {
+        depth: a.depth,
+        width: Some(a.study.width.unwrap_or(crate::recipe::default_width(crate::arch::Family::Highway))),
+        ..base
+    };
     base.arch(&data).validate()?;
     crate::arch::Arch { gate: crate::arch::GateMode::Fixed, fixed_gate: a.fixed_gate, ..base.arch(&data) }.validate()?;
     let variants = sweep::gate_ablation(&base, a.fixed_gate);

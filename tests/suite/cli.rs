@@ -320,3 +320,42 @@ fn export_and_the_studies_take_a_device() {
     let help = String::from_utf8_lossy(&gatescope().args(["sweep", "--help"]).output().unwrap().stdout).to_string();
     assert!(help.contains("--device <DEVICE>"), "{help}");
 }
+
+#[test]
+fn train_takes_train_and_test_examples_and_sweep_a_width() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let out = gatescope()
+        .args(["train", "--quiet", "--depth", "3", "--width", "8", "--epochs", "1", "--train-examples", "640", "--test-examples", "100"])
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = gatescope::model::file::read_card(&model).unwrap().metrics.unwrap();
+    assert_eq!(m.steps, 5, "640 examples are 5 batches of 128");
+    let json = dir.path().join("s.json");
+    let out = gatescope()
+        .args([
+            "sweep",
+            "--families",
+            "plain,highway",
+            "--depths",
+            "2",
+            "--width",
+            "12",
+            "--epochs",
+            "1",
+            "--train-examples",
+            "256",
+            "--test-examples",
+            "64",
+        ])
+        .arg("--out")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gatescope::report::Report::Sweep(r) = gatescope::report::Report::read(&json).unwrap() else { panic!("not a sweep") };
+    assert!(r.runs.iter().all(|x| x.width == 12), "{:?}", r.runs.iter().map(|x| x.width).collect::<Vec<_>>());
+}
