@@ -78,12 +78,30 @@ pub fn save(figure: &Figure, path: &Path) -> anyhow::Result<()> {
             draw(&root, figure).and_then(|_| root.present().map_err(err))
         }
         Some("svg") => {
-            let root = SVGBackend::new(path, size).into_drawing_area();
-            draw(&root, figure).and_then(|_| root.present().map_err(err))
+            let mut text = String::new();
+            {
+                let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+                draw(&root, figure).and_then(|_| root.present().map_err(err))?;
+            }
+            std::fs::write(path, embed_font(&text)).map_err(anyhow::Error::from)
         }
         _ => anyhow::bail!("{}: the figure file must end in .png or .svg", path.display()),
     };
     r.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The font's name inside an SVG, which carries the font itself (as an `@font-face` with the
+/// TrueType bytes), so that the figure looks the same on a machine without that font.
+const SVG_FONT: &str = "gatescope-ubuntu-light";
+
+/// `svg` with the bundled font embedded and every text set in it.
+fn embed_font(svg: &str) -> String {
+    use base64::Engine;
+    let Some(open) = svg.find("<svg").and_then(|i| svg[i..].find('>').map(|j| i + j + 1)) else { return svg.to_string() };
+    let font = base64::engine::general_purpose::STANDARD.encode(epaint_default_fonts::UBUNTU_LIGHT);
+    let style = format!("\n<defs><style>@font-face {{ font-family: \"{SVG_FONT}\"; src: url(data:font/ttf;base64,{font}) format(\"truetype\"); }}</style></defs>");
+    let body = svg[open..].replace(&format!("font-family=\"{FONT}\""), &format!("font-family=\"{SVG_FONT}, {FONT}\""));
+    format!("{}{style}{body}", &svg[..open])
 }
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

@@ -39,6 +39,12 @@ fn check_svg(path: &Path, size: (u32, u32), texts: &[&str]) -> usize {
     for t in texts {
         assert!(all_text.contains(t), "{}: no text {t:?} in {all_text:?}", path.display());
     }
+    // the bundled font travels inside the file, and every text is set in it
+    let style: String = doc.descendants().filter(|n| n.has_tag_name("style")).filter_map(|n| n.text()).collect();
+    assert!(style.contains("@font-face") && style.contains("data:font/ttf;base64,AAEAAA"), "{}: no embedded font", path.display());
+    for n in doc.descendants().filter(|n| n.has_tag_name("text")) {
+        assert!(n.attribute("font-family").is_some_and(|f| f.starts_with("gatescope-ubuntu-light")), "{}: {:?}", path.display(), n.attribute("font-family"));
+    }
     doc.descendants().filter(|n| n.has_tag_name("rect")).count()
 }
 
