@@ -155,6 +155,16 @@ impl Arch {
         (BUDGET / self.activation_floats()).clamp(1, max) as i64
     }
 
+    /// Examples per chunk of a pass that keeps `per_layer` activations of every layer (a
+    /// traced probe, the lesion replay's cached inputs), at most [`Arch::chunk`]`(max)`: keeps
+    /// them under 32 M floats (128 MiB), so that a wide, deep model's pass stays within the
+    /// memory budget (README, "Reliability").
+    pub fn traced_chunk(&self, max: usize, per_layer: usize) -> i64 {
+        const BUDGET: usize = 32 << 20; // floats
+        let per_example = self.activation_floats().saturating_mul(self.depth).saturating_mul(per_layer.max(1));
+        self.chunk(max).min((BUDGET / per_example.max(1)).max(1) as i64)
+    }
+
     /// The highway layer of the paper, with a data-dependent gate: the layout the fast
     /// kernel (fused `[2w, w]` H|T matrices) runs.
     pub fn adaptive_highway(&self) -> bool {

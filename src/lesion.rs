@@ -61,7 +61,7 @@ pub fn lesion_all(
     let t0 = std::time::Instant::now();
     let depth = model.arch.depth;
     let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
-    let chunk = model.arch.chunk(CHUNK as usize);
+    let chunk = model.arch.traced_chunk(CHUNK as usize, 1); // every layer's input
     let chunks = |t: &Tensors| (t.x.size()[0] + chunk - 1) / chunk;
     let total = (chunks(train) + chunks(test)) as usize * (layers.len() + 1);
     let mut done = 0;

@@ -130,7 +130,7 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
         let class_sum = Tensor::zeros([gated, c, w], f); // [L, C, W]
         let open = Tensor::zeros([gated.max(1)], f); // [L]
         let change = Tensor::zeros([depth], f); // [depth]; row 0 unused
-        let chunk = arch.chunk(CHUNK as usize);
+        let chunk = arch.traced_chunk(CHUNK as usize, 2); // T and y of every layer
         for start in (0..n).step_by(chunk as usize) {
             let len = chunk.min(n - start);
             let x = probe.x.narrow(0, start, len).to_device(dev);

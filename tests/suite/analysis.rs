@@ -43,7 +43,12 @@ fn check_svg(path: &Path, size: (u32, u32), texts: &[&str]) -> usize {
     let style: String = doc.descendants().filter(|n| n.has_tag_name("style")).filter_map(|n| n.text()).collect();
     assert!(style.contains("@font-face") && style.contains("data:font/ttf;base64,AAEAAA"), "{}: no embedded font", path.display());
     for n in doc.descendants().filter(|n| n.has_tag_name("text")) {
-        assert!(n.attribute("font-family").is_some_and(|f| f.starts_with("gatescope-ubuntu-light")), "{}: {:?}", path.display(), n.attribute("font-family"));
+        assert!(
+            n.attribute("font-family").is_some_and(|f| f.starts_with("gatescope-ubuntu-light")),
+            "{}: {:?}",
+            path.display(),
+            n.attribute("font-family")
+        );
     }
     doc.descendants().filter(|n| n.has_tag_name("rect")).count()
 }

@@ -371,3 +371,32 @@ mod peers {
         assert!(e.contains("sample_gates has shape [2, 7, 3]"), "{e}");
     }
 }
+
+#[test]
+fn a_100_mb_model_opens_probes_and_exports_within_the_memory_budget() {
+    use gatescope::data::DatasetKind;
+    use gatescope::model::{file, import, Model};
+    let dir = tempfile::tempdir().unwrap();
+    // 1 plain + 49 highway layers of 500 units: 24.9 million parameters, 99.8 MB
+    let arch = gatescope::arch::Arch { width: 500, ..gatescope::arch::Arch::figure2() };
+    let model = Model::new(arch.clone(), 0).unwrap();
+    let card = gatescope::card::ModelCard::new(arch, import::dataset_info(DatasetKind::Mnist), serde_json::json!({}));
+    let path = dir.path().join("wide.safetensors");
+    file::save(&model, &card, &path).unwrap();
+    drop(model);
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!((90_000_000..=100_000_000).contains(&size), "{size} bytes");
+    let p = path.to_str().unwrap();
+    let rec = dir.path().join("wide.gsrec");
+    for args in [
+        vec!["info", p],
+        vec!["probe", p, "--out", rec.to_str().unwrap()],
+        vec!["export", p, "--figure", "3", "--out", dir.path().join("f3.png").to_str().unwrap()],
+    ] {
+        let (ok, text, rss) = run_measured(&args);
+        assert!(ok, "{args:?}: {text}");
+        assert!(rss < RSS_BUDGET_KB, "{args:?}: peak RSS {rss} KB for a {size}-byte model");
+    }
+    let (ok, text, rss) = run_measured(&["info", rec.to_str().unwrap()]);
+    assert!(ok && rss < RSS_BUDGET_KB, "{text} {rss}");
+}
