@@ -143,7 +143,7 @@ impl ViewerApp {
                 }
             }
             Command::Listen => self.listen(&self.persisted.listen_addr.clone()),
-            Command::StartTraining(cfg, every) => match TrainerHandle::start(cfg, every, self.events.clone()) {
+            Command::StartTraining(cfg, every) => match TrainerHandle::start(*cfg, every, self.events.clone()) {
                 Ok(t) => {
                     (self.trainer, self.follow_live, self.status) = (Some(t), true, "training...".into());
                     self.close_model();

@@ -36,7 +36,7 @@ pub enum Command {
     Open(PathBuf),
     PickFile,
     Listen,
-    StartTraining(TrainConfig, Cadence),
+    StartTraining(Box<TrainConfig>, Cadence),
     StopTraining,
     TraceExample(usize),
     /// Close all gates of a layer of the open model (None: reopen them) and probe again.

@@ -88,7 +88,7 @@ impl SidePanel {
                 out.push(Command::StopTraining);
             }
         } else if ui.button("Start training").clicked() {
-            out.push(Command::StartTraining(self.form.config(), self.form.cadence()));
+            out.push(Command::StartTraining(Box::new(self.form.config()), self.form.cadence()));
         }
     }
 
