@@ -16,7 +16,17 @@ pub enum Family {
 }
 
 impl Family {
-    /// The family's name for people ("Highway", "Conv"), as in "a 50-layer Highway net".
+    /// The family's name in a sentence: "highway", "conv" (as in "a highway net").
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Highway => "highway",
+            Family::Plain => "plain",
+            Family::Residual => "residual",
+            Family::Conv => "conv",
+        }
+    }
+
+    /// The family's name as a title ("Highway", "Conv"), as in "a 50-layer Highway net".
     pub fn label(self) -> &'static str {
         match self {
             Family::Highway => "Highway",

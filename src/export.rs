@@ -104,6 +104,16 @@ fn embed_font(svg: &str) -> String {
     format!("{}{style}{body}", &svg[..open])
 }
 
+/// A colorbar tick with two decimals; a value that rounds to zero reads "0.00", never "-0.00".
+fn tick(v: f32) -> String {
+    let t = format!("{v:.2}");
+    if t == "-0.00" {
+        "0.00".into()
+    } else {
+        t
+    }
+}
+
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing failed: {e:?}")
 }
@@ -183,7 +193,7 @@ fn colorbar<DB: DrawingBackend>(area: &Area<DB>, scale: Scale, label: &str) -> a
         .disable_y_axis()
         .x_labels(5)
         .x_desc(label)
-        .x_label_formatter(&|v| format!("{v:.2}"))
+        .x_label_formatter(&|v| tick(*v))
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
         .draw()

@@ -233,7 +233,7 @@ fn model_info(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let a = &card.arch;
-    println!("model: {} net, depth {}, width {}, {}, gate bias {}", a.family.label(), a.depth, a.width, a.activation.name(), a.gate_bias);
+    println!("model: {} net, depth {}, width {}, {}, gate bias {}", a.family.name(), a.depth, a.width, a.activation.name(), a.gate_bias);
     println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
     if let Some(m) = &card.metrics {
         let stopped = if m.interrupted { " (interrupted)" } else { "" };
@@ -268,7 +268,7 @@ fn recording_info(path: &Path, json: bool, t: std::time::Instant) -> anyhow::Res
     let arch = &rec.header.card.arch;
     println!(
         "recording of a {} net, depth {}, width {}, on {}",
-        arch.family.label(),
+        arch.family.name(),
         arch.depth,
         arch.width,
         rec.header.card.dataset.name.name()

@@ -62,7 +62,7 @@ impl Observer for TrainBars {
         self.epochs.set_length(epochs as u64);
         self.batches.set_length(batches as u64);
         let a = &model.arch;
-        eprintln!("training a {} net, depth {} width {} ({} parameters)", a.family.label(), a.depth, a.width, model.num_params());
+        eprintln!("training a {} net, depth {} width {} ({} parameters)", a.family.name(), a.depth, a.width, model.num_params());
         Ok(())
     }
     fn on_batch(&mut self, s: &BatchStats, _: &Model) -> anyhow::Result<()> {

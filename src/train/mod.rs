@@ -197,16 +197,16 @@ fn start_from(path: &std::path::Path, arch: &Arch) -> anyhow::Result<Model> {
         && a.param_specs() == arch.param_specs();
     anyhow::ensure!(
         same,
-        "--init {}: the model is a {:?} net (depth {}, width {}, {:?}), not the {:?} net (depth {}, width {}, {:?}) these flags describe",
+        "--init {}: the model is a {} net (depth {}, width {}, {}), not the {} net (depth {}, width {}, {}) these flags describe",
         path.display(),
-        a.family,
+        a.family.name(),
         a.depth,
         a.width,
-        a.activation,
-        arch.family,
+        a.activation.name(),
+        arch.family.name(),
         arch.depth,
         arch.width,
-        arch.activation
+        arch.activation.name()
     );
     Model::from_flat(arch.clone(), m.flat)
 }

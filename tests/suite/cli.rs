@@ -359,3 +359,43 @@ fn train_takes_train_and_test_examples_and_sweep_a_width() {
     let gatescope::report::Report::Sweep(r) = gatescope::report::Report::read(&json).unwrap() else { panic!("not a sweep") };
     assert!(r.runs.iter().all(|x| x.width == 12), "{:?}", r.runs.iter().map(|x| x.width).collect::<Vec<_>>());
 }
+
+#[test]
+fn human_output_has_no_rust_debug_text() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let (model, rec, report) =
+        (root.join("recordings/default.safetensors"), root.join("recordings/conv.gsrec"), root.join("docs/results/sweep.json"));
+    let svg = dir.path().join("f3.svg");
+    let runs: Vec<Vec<std::ffi::OsString>> = vec![
+        vec!["info".into(), model.clone().into()],
+        vec!["info".into(), rec.clone().into()],
+        vec!["info".into(), report.clone().into()],
+        vec!["probe".into(), model.clone().into(), "--probe".into(), "1000".into(), "--out".into(), dir.path().join("p.gsrec").into()],
+        vec!["export".into(), rec.clone().into(), "--figure".into(), "3".into(), "--out".into(), svg.clone().into()],
+        vec!["eval".into(), rec.clone().into()],
+        vec!["train".into(), "--every".into(), "3".into()],
+        vec![
+            "train".into(),
+            "--quiet".into(),
+            "--depth".into(),
+            "3".into(),
+            "--max-steps".into(),
+            "2".into(),
+            "--init".into(),
+            model.clone().into(),
+            "--out".into(),
+            dir.path().join("m.safetensors").into(),
+        ],
+    ];
+    for args in runs {
+        let out = gatescope().args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        for debug in ["Some(", "None", "Highway", "Conv ", "Tanh", "Relu", "Mnist", "Adaptive", "Corrupt {", "Error {"] {
+            assert!(!text.contains(debug), "{args:?} prints {debug:?}: {text}");
+        }
+    }
+    // nor a "-0.00" tick on Figure 3's colorbar
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(!text.contains(">-0.00<"), "a -0.00 tick");
+}

@@ -220,7 +220,7 @@ fn every_model_command_takes_an_imported_model() {
     };
     let v: serde_json::Value = serde_json::from_str(&run(&["eval", "--json"])).unwrap();
     assert!(v["test_accuracy"].as_f64().unwrap() >= 0.0);
-    assert!(run(&["info"]).contains("Highway net, depth 5, width 12"));
+    assert!(run(&["info"]).contains("highway net, depth 5, width 12"));
     let lesion: serde_json::Value = serde_json::from_str(&run(&["lesion", "--json"])).unwrap();
     assert_eq!(lesion["layers"].as_array().unwrap().len(), 4);
     let rec = dir.path().join("p.gsrec");
