@@ -9,6 +9,7 @@ pub mod bench;
 pub mod capture;
 pub mod card;
 pub mod cli;
+pub mod collect;
 pub mod colormap;
 pub mod data;
 pub mod export;

@@ -680,3 +680,39 @@ impl<W: Write> Writer<W> {
         self.write_frame(&encode(msg))
     }
 }
+
+/// Writes every decoded array of a recording to one safetensors file, for readers without
+/// gatescope (numpy, PyTorch): `header.sample_images` (U8, [K, input_dim]), then per snapshot
+/// i `snapshot.{i}.{gate_bias, mean_gate, class_mean_gate, sample_gates, sample_blocks}` (F32,
+/// exactly as this reader decodes them) and `snapshot.{i}.sample_predictions` (I64). The
+/// metadata holds the header's JSON (`gatescope.header`) and the steps (`gatescope.steps`).
+pub fn dump_arrays(rec: &Recording, path: &Path) -> anyhow::Result<()> {
+    use safetensors::{tensor::TensorView, Dtype};
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let h = &rec.header;
+    owned.push(("header.sample_images".into(), Dtype::U8, vec![h.num_samples(), h.card.arch.input_dim], h.sample_images.clone()));
+    let f32s = |a: &Array| a.data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    for (i, s) in rec.snapshots.iter().enumerate() {
+        for (name, a) in [
+            ("gate_bias", &s.gate_bias),
+            ("mean_gate", &s.mean_gate),
+            ("class_mean_gate", &s.class_mean_gate),
+            ("sample_gates", &s.sample_gates),
+            ("sample_blocks", &s.sample_blocks),
+        ] {
+            owned.push((format!("snapshot.{i}.{name}"), Dtype::F32, a.shape.clone(), f32s(a)));
+        }
+        let preds: Vec<u8> = s.sample_predictions.iter().flat_map(|&p| (p as i64).to_le_bytes()).collect();
+        owned.push((format!("snapshot.{i}.sample_predictions"), Dtype::I64, vec![s.sample_predictions.len()], preds));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, d, shape, bytes)| Ok((n.clone(), TensorView::new(*d, shape.clone(), bytes)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let steps: Vec<u64> = rec.snapshots.iter().map(|s| s.step).collect();
+    let meta = std::collections::HashMap::from([
+        ("gatescope.header".to_string(), serde_json::to_string(h)?),
+        ("gatescope.steps".to_string(), serde_json::to_string(&steps)?),
+    ]);
+    safetensors::tensor::serialize_to_file(views, &Some(meta), path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}

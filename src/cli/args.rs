@@ -70,6 +70,62 @@ pub enum Command {
     /// (a snapshot of it) or a model file (probed now). Figure 4: from a lesion report or a
     /// model file (lesioned now).
     Export(ExportArgs),
+    /// Accept trainers (Rust or Python) without a window and write what each streams to a recording
+    ///
+    /// For a cluster's head node or a machine without a display: point trainers at it
+    /// (`gatescope train --connect ADDR`, `gatescope.Writer(connect="ADDR")` in Python), open
+    /// the files later with `gatescope view`. Each connection gets its own file: OUT for the
+    /// first, then STEM-2.gsrec, STEM-3.gsrec, … (the first free name; nothing is
+    /// overwritten). Every complete frame is flushed as it arrives, so a trainer that dies
+    /// leaves a readable file. Ctrl-C stops collecting.
+    Collect(CollectArgs),
+    /// Write a recording's decoded arrays to a safetensors file (for numpy or PyTorch)
+    ///
+    /// Arrays: header.sample_images (u8), and per snapshot i: snapshot.i.gate_bias,
+    /// .mean_gate, .class_mean_gate, .sample_gates, .sample_blocks (f32, as gatescope decodes
+    /// them) and .sample_predictions (i64). The header's JSON and the steps are in the
+    /// metadata. (Python users can also read recordings directly: `gatescope.read`.)
+    Dump(DumpArgs),
+    /// Write a highway MLP as a PyTorch state_dict (safetensors) with its import spec
+    ///
+    /// DIR/model.safetensors holds the weights under the reference module's names
+    /// (docs/pytorch-import.md); DIR/model.json is the spec, which `gatescope.torch.load`
+    /// (Python) and every gatescope command open.
+    ExportTorch(ExportTorchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// Address to accept trainers on (loopback unless you say otherwise)
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_value = crate::stream::DEFAULT_ADDR, default_missing_value = crate::stream::DEFAULT_ADDR)]
+    pub listen: String,
+    /// The recording to write (later connections: STEM-2.gsrec, STEM-3.gsrec, …)
+    #[arg(long, value_name = "FILE.gsrec")]
+    pub out: PathBuf,
+    /// Exit when the first trainer has finished (instead of waiting for Ctrl-C)
+    #[arg(long)]
+    pub once: bool,
+    /// Print one JSON line per event instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    /// A recording (.gsrec)
+    pub path: PathBuf,
+    /// The safetensors file to write
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportTorchArgs {
+    /// A gatescope model (.safetensors) of the highway family with adaptive gates
+    pub path: PathBuf,
+    /// The folder to write model.safetensors and model.json into
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

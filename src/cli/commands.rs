@@ -48,7 +48,7 @@ pub const EXIT_ABORTED: i32 = 131;
 /// Sets a flag on the first Ctrl-C. A second one, a second or more later, aborts at once
 /// (one that comes sooner is the same keypress delivered twice, e.g. by `timeout -s INT` to
 /// a process and its group).
-fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+pub(super) fn stop_flag(message: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let first = std::sync::Mutex::new(None::<std::time::Instant>);
@@ -69,7 +69,7 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
             None => {
                 *at = Some(std::time::Instant::now());
                 s.store(true, Ordering::SeqCst);
-                eprintln!("\nstopping after this batch, then saving (Ctrl-C again to abort without saving)");
+                eprintln!("\n{message}");
             }
         }
     })
@@ -87,7 +87,7 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
         data.train.len(),
         cfg.batch_size
     );
-    let stop = stop_flag()?;
+    let stop = stop_flag("stopping after this batch, then saving (Ctrl-C again to abort without saving)")?;
     let mut bars = TrainBars::new(a.quiet);
     let run = session::train_recorded(&cfg, &data, a.capture.opts(), "gatescope train", &stop, &mut bars)?;
     if let Some(p) = &a.capture.record {
@@ -402,7 +402,7 @@ fn study_setup(a: &StudyArgs) -> anyhow::Result<(TrainConfig, data::Dataset, swe
 
 /// Runs a study's variants with progress bars; (runs, seconds).
 fn run_study(variants: &[sweep::Variant], plan: &sweep::Plan, data: &data::Dataset) -> anyhow::Result<(Vec<RunResult>, f64)> {
-    let stop = stop_flag()?;
+    let stop = stop_flag("stopping after this batch, then saving (Ctrl-C again to abort without saving)")?;
     let t = std::time::Instant::now();
     let bars = StudyBars::new(variants.len());
     let runs = sweep::run_study(variants, plan, data, &stop, &bars)?;

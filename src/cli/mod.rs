@@ -3,6 +3,7 @@
 //! knows clap or indicatif: flags become the library's plain option structs here.
 
 pub mod args;
+pub mod bridge;
 pub mod commands;
 pub mod progress;
 
@@ -25,5 +26,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Sweep(a) => commands::sweep_cmd(a),
         Command::Ablate(a) => commands::ablate_cmd(a),
         Command::Export(a) => commands::export_cmd(a),
+        Command::Collect(a) => bridge::collect_cmd(a),
+        Command::Dump(a) => bridge::dump_cmd(a),
+        Command::ExportTorch(a) => bridge::export_torch_cmd(a),
     }
 }

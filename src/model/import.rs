@@ -103,7 +103,7 @@ pub fn dataset_info(kind: DatasetKind) -> DatasetInfo {
 
 /// Reads a spec and its weights: a model in gatescope's layout and a card describing it.
 /// gatescope's parameter names → the state_dict's, for a net of `depth` hidden layers.
-fn key_map(k: &KeyPattern, depth: usize) -> Vec<(String, String)> {
+pub(crate) fn key_map(k: &KeyPattern, depth: usize) -> Vec<(String, String)> {
     let mut map =
         vec![("layers.0.block.weight".to_string(), k.input_weight.clone()), ("layers.0.block.bias".to_string(), k.input_bias.clone())];
     for l in 1..depth {

@@ -15,6 +15,7 @@
 
 pub mod fast;
 pub mod file;
+pub mod export_torch;
 pub mod import;
 
 use tch::{Kind, Tensor};

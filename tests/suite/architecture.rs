@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules of plain data: no tensors, no UI, nothing of the libtorch side.
-const PLAIN: &[&str] = &["data", "arch", "card", "snapshot", "report", "record", "stream", "figures", "recipe", "colormap"];
+const PLAIN: &[&str] = &["data", "arch", "card", "snapshot", "report", "record", "stream", "figures", "recipe", "colormap", "collect"];
 /// The modules that may use libtorch (`tch`).
 const TCH: &[&str] = &["model", "train", "probe", "lesion", "capture", "session", "bench", "cli"];
 /// Modules on the libtorch side, which plain-data modules must not name.
