@@ -315,8 +315,9 @@ class Recorder:
             self.writer.write(s)
         return s
 
-    def close(self) -> Optional[dict]:
-        return self.writer.close() if self.writer is not None else None
+    def close(self, grace: float = 2.0) -> Optional[dict]:
+        """Finishes writing (giving a viewer ``grace`` seconds); the writer's summary on rank 0."""
+        return self.writer.close(grace) if self.writer is not None else None
 
 
 # ------------------------------------------------------------------ specs and state_dicts
