@@ -27,12 +27,29 @@ use crate::stream::{Listener, StreamEvent};
 pub enum CollectEvent {
     Listening(SocketAddr),
     /// A peer's header arrived: its snapshots go to `path`.
-    Recording { peer: SocketAddr, path: PathBuf, source: String },
-    Snapshot { peer: SocketAddr, step: u64, written: u64 },
+    Recording {
+        peer: SocketAddr,
+        path: PathBuf,
+        source: String,
+    },
+    Snapshot {
+        peer: SocketAddr,
+        step: u64,
+        written: u64,
+    },
     /// A peer went away (`error`: why, when it was not a clean close).
-    Closed { peer: SocketAddr, written: u64, dropped: u64, error: Option<String> },
+    Closed {
+        peer: SocketAddr,
+        written: u64,
+        dropped: u64,
+        error: Option<String>,
+    },
     /// A frame could not be written (the disk): the peer's file stops here.
-    WriteFailed { peer: SocketAddr, path: PathBuf, error: String },
+    WriteFailed {
+        peer: SocketAddr,
+        path: PathBuf,
+        error: String,
+    },
 }
 
 /// One file per finished or open connection.

@@ -95,3 +95,16 @@ def test_a_snapshot_that_disagrees_with_its_header_is_refused(tmp_path):
     p.write_bytes(body)
     r = run("info", p, check=False)
     assert r.returncode == 1 and "mean_gate" in r.stderr and "panicked" not in r.stderr
+
+
+def test_the_committed_pytorch_fixture_is_what_gatescope_reads(tmp_path):
+    """tests/fixtures/pytorch-ddp.gsrec (written by gatescope.Writer from a torchrun run) decodes
+    the same in both languages; the Rust viewer test opens it."""
+    path = os.path.join(ROOT, "tests", "fixtures", "pytorch-ddp.gsrec")
+    rec = gatescope.read(path)
+    run("dump", path, "--out", tmp_path / "d.safetensors")
+    rust = load_file(str(tmp_path / "d.safetensors"))
+    for i, s in enumerate(rec.snapshots):
+        for a in ARRAYS:
+            assert np.array_equal(getattr(s, a), rust[f"snapshot.{i}.{a}"]), (i, a)
+    assert "DDP" in json.loads(run("info", path, "--json").stdout)["card"]["training"].get("framework", "") + rec.header.source

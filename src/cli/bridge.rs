@@ -56,22 +56,21 @@ fn event_json(e: &CollectEvent) -> serde_json::Value {
         CollectEvent::Recording { peer, path, source } => {
             json!({"event": "recording", "peer": peer.to_string(), "path": path, "source": source})
         }
-        CollectEvent::Snapshot { peer, step, written } => json!({"event": "snapshot", "peer": peer.to_string(), "step": step, "written": written}),
+        CollectEvent::Snapshot { peer, step, written } => {
+            json!({"event": "snapshot", "peer": peer.to_string(), "step": step, "written": written})
+        }
         CollectEvent::Closed { peer, written, dropped, error } => {
             json!({"event": "closed", "peer": peer.to_string(), "written": written, "dropped": dropped, "error": error})
         }
-        CollectEvent::WriteFailed { peer, path, error } => json!({"event": "write_failed", "peer": peer.to_string(), "path": path, "error": error}),
+        CollectEvent::WriteFailed { peer, path, error } => {
+            json!({"event": "write_failed", "peer": peer.to_string(), "path": path, "error": error})
+        }
     }
 }
 
 pub fn dump_cmd(a: DumpArgs) -> anyhow::Result<ExitCode> {
     let kind = session::sniff(&a.path)?;
-    anyhow::ensure!(
-        kind == FileKind::Recording,
-        "{} is {}; dump needs a recording (.gsrec)",
-        a.path.display(),
-        kind.described()
-    );
+    anyhow::ensure!(kind == FileKind::Recording, "{} is {}; dump needs a recording (.gsrec)", a.path.display(), kind.described());
     let rec = record::open(&a.path)?;
     if let Some(t) = rec.torn_tail {
         eprintln!("{}: {t}", a.path.display());

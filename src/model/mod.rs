@@ -13,9 +13,9 @@
 //! There is one forward per family ([`Model::forward`]); it hands back, per layer, the gate
 //! activity T and the block output y when asked. The trainer, the probe and `eval` all call it.
 
+pub mod export_torch;
 pub mod fast;
 pub mod file;
-pub mod export_torch;
 pub mod import;
 
 use tch::{Kind, Tensor};

@@ -446,3 +446,19 @@ fn a_conv_model_shows_a_spatial_gate_map_for_the_traced_example() {
     h.run();
     h.get_by_label_contains("layer 2, channel 3: 14 x 14, mean T");
 }
+
+/// A recording written by the Python package (`gatescope.Writer`, from a 2-rank torchrun DDP
+/// run of python/examples/train_ddp.py) opens and draws like one of ours.
+#[test]
+fn a_recording_written_from_pytorch_opens_in_the_viewer() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch-ddp.gsrec");
+    let mut app = ViewerApp::new(Persisted::default());
+    app.open_recording_now(&path).unwrap();
+    assert_eq!(app.store.snapshots.iter().map(|s| s.step).collect::<Vec<_>>(), [0, 100, 200, 300]);
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Figure 2: gates per layer");
+    h.get_by_label("Mean transform gate outputs");
+    h.get_by_label_contains("step 300 (epoch");
+    assert!(h.state().uploads() >= 4, "the four maps were drawn");
+}
