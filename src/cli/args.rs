@@ -86,7 +86,7 @@ pub enum Command {
     /// them) and .sample_predictions (i64). The header's JSON and the steps are in the
     /// metadata. (Python users can also read recordings directly: `gatescope.read`.)
     Dump(DumpArgs),
-    /// Write a highway MLP as a PyTorch state_dict (safetensors) with its import spec
+    /// Write a highway MLP or conv highway net as a PyTorch state_dict (safetensors) with its import spec
     ///
     /// DIR/model.safetensors holds the weights under the reference module's names
     /// (docs/pytorch-import.md); DIR/model.json is the spec, which `gatescope.torch.load`
@@ -121,7 +121,7 @@ pub struct DumpArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ExportTorchArgs {
-    /// A gatescope model (.safetensors) of the highway family with adaptive gates
+    /// A gatescope model (.safetensors): a highway MLP with adaptive gates or a conv highway net
     pub path: PathBuf,
     /// The folder to write model.safetensors and model.json into
     #[arg(long, value_name = "DIR")]

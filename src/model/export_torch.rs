@@ -25,8 +25,8 @@ pub const SPEC_FILE: &str = "model.json";
 pub fn write(model: &Model, card: &ModelCard, dir: &Path) -> anyhow::Result<PathBuf> {
     let arch = &model.arch;
     anyhow::ensure!(
-        matches!(arch.family, Family::Highway) && arch.gate == GateMode::Adaptive,
-        "only highway MLPs with adaptive gates have a PyTorch reference module (this model is a {} net{})",
+        matches!(arch.family, Family::Highway | Family::Conv) && arch.gate == GateMode::Adaptive,
+        "only highway MLPs with adaptive gates and conv highway nets have a PyTorch reference module (this model is a {} net{})",
         arch.family.name(),
         match (arch.family, arch.gate) {
             (Family::Highway, GateMode::Learned) => " with learned per-unit gates",
@@ -54,6 +54,9 @@ pub fn write(model: &Model, card: &ModelCard, dir: &Path) -> anyhow::Result<Path
     let spec = PyTorchSpec {
         format: SPEC_FORMAT.into(),
         weights: WEIGHTS_FILE.into(),
+        family: arch.family,
+        stages: arch.conv_stages.clone(),
+        pooling: (arch.family == Family::Conv).then(|| "max2".to_string()),
         depth: arch.depth,
         width: arch.width,
         activation: arch.activation,

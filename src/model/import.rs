@@ -67,6 +67,15 @@ pub struct PyTorchSpec {
     pub format: String,
     /// The safetensors file, relative to the spec's folder.
     pub weights: PathBuf,
+    /// `highway` (an MLP: the default) or `conv` (the conv highway net of the paper's Table 1).
+    #[serde(default = "highway")]
+    pub family: Family,
+    /// Conv nets: highway layers per stage (they sum to depth − 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<usize>,
+    /// Conv nets: the pooling between stages; `max2` (2×2 max pooling, stride 2) is the one kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<String>,
     /// Hidden layers, counting the plain first layer (1 plain + depth − 1 highway layers).
     pub depth: usize,
     pub width: usize,
@@ -80,6 +89,10 @@ pub struct PyTorchSpec {
     /// Optional figures of the run to show beside the model.
     #[serde(default)]
     pub metrics: Option<Metrics>,
+}
+
+fn highway() -> Family {
+    Family::Highway
 }
 
 /// True if the file at `path` looks like a spec (a JSON object with the spec's `format`).
@@ -141,8 +154,21 @@ pub fn parse_spec(path: &Path, text: &str) -> anyhow::Result<PyTorchSpec> {
 /// against the limits, and its size against the weights, before anything is allocated.
 pub fn load_parts(spec_path: &Path, spec: &PyTorchSpec, weights: &Path, bytes: &[u8]) -> anyhow::Result<(Model, ModelCard)> {
     let name = spec_path.display();
+    let info = dataset_info(spec.dataset);
+    match spec.family {
+        Family::Highway => {
+            anyhow::ensure!(spec.stages.is_empty() && spec.pooling.is_none(), "{name}: stages and pooling are for conv nets")
+        }
+        Family::Conv => {
+            anyhow::ensure!(!spec.stages.is_empty(), "{name}: a conv spec needs \"stages\" (highway layers per stage, e.g. [3, 3, 3])");
+            let pooling = spec.pooling.as_deref().unwrap_or("max2");
+            anyhow::ensure!(pooling == "max2", "{name}: pooling {pooling:?} is not one gatescope runs (\"max2\": 2x2 max pooling)");
+        }
+        other => anyhow::bail!("{name}: family {:?}: only highway MLPs and conv highway nets are imported", other.name()),
+    }
+    let conv = spec.family == Family::Conv;
     let arch = Arch {
-        family: Family::Highway,
+        family: spec.family,
         depth: spec.depth,
         width: spec.width,
         input_dim: spec.input_dim,
@@ -152,11 +178,10 @@ pub fn load_parts(spec_path: &Path, spec: &PyTorchSpec, weights: &Path, bytes: &
         residual_block_layers: 2,
         gate: GateMode::Adaptive,
         fixed_gate: 0.5,
-        conv_stages: vec![],
-        image_shape: None,
+        conv_stages: if conv { spec.stages.clone() } else { vec![] },
+        image_shape: conv.then_some(info.image_shape),
     };
     arch.validate().with_context(|| format!("{name}"))?;
-    let info = dataset_info(spec.dataset);
     anyhow::ensure!(
         info.class_names.len() == spec.classes,
         "{name}: {} has {} classes, the spec says {}",

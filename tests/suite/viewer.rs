@@ -462,3 +462,23 @@ fn a_recording_written_from_pytorch_opens_in_the_viewer() {
     h.get_by_label_contains("step 300 (epoch");
     assert!(h.state().uploads() >= 4, "the four maps were drawn");
 }
+
+/// A conv highway net through a PyTorch import spec (the bundled conv model written out by
+/// `export_torch`: a state_dict with the reference names and its spec) opens, probes and traces.
+#[test]
+fn a_conv_net_imported_from_a_pytorch_spec_opens_and_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/conv.safetensors");
+    let (model, card) = gatescope::model::file::load(&conv).unwrap();
+    let spec = gatescope::model::export_torch::write(&model, &card, dir.path()).unwrap();
+    let mut app = ViewerApp::new(Persisted::default());
+    app.queue(Command::Open(spec));
+    let mut h = harness(app);
+    step_until(&mut h, |a| a.store.header.is_some() && a.example.is_some());
+    let header = h.state().store.header.clone().unwrap();
+    assert_eq!(header.card.arch.family, gatescope::arch::Family::Conv);
+    assert_eq!(header.card.arch.conv_stages, [3, 3, 3]);
+    h.state_mut().queue(Command::TraceExample(7));
+    step_until(&mut h, |a| a.example.as_ref().is_some_and(|e| e.index == 7));
+    assert_eq!(h.state().example.as_ref().unwrap().gates.shape, vec![9, 16]);
+}
