@@ -108,3 +108,17 @@ def test_hook_adapter_gives_the_reference_adapters_snapshot(exported, mnist):
     assert np.abs(a.sample_blocks - b.sample_blocks).max() <= 1e-6
     with pytest.raises(KeyError, match="no submodule named 'nope'"):
         gt.HookAdapter(["nope"], ["inp"])(model, gt.ProbeSet.x(np.array(x[:2])))
+
+
+def test_a_model_whose_gate_count_disagrees_with_the_card_is_refused_and_nothing_half_written(mnist, tmp_path):
+    x, y, _, _ = mnist
+    probe = gt.ProbeSet(x, y, size=500, samples=8)
+    model = gt.HighwayMLP(depth=20)  # 19 gated layers
+    card = gt.card({**gt.mlp_dims(model), "depth": 50})  # the card claims 49
+    out = tmp_path / "r.gsrec"
+    rec = gt.Recorder(model, gt.mlp_adapter, probe, path=str(out), model_card=card)
+    with pytest.raises(gatescope.FormatError, match="the header's architecture implies"):
+        rec.snapshot(0, 0.0)
+    rec.close()
+    back = gatescope.read(str(out))  # the file is whole: its header, no snapshot
+    assert back.snapshots == [] and back.torn_tail is None

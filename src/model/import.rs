@@ -150,11 +150,9 @@ pub fn parse_spec(path: &Path, text: &str) -> anyhow::Result<PyTorchSpec> {
     Ok(spec)
 }
 
-/// A model from a parsed spec and its weights held in memory: the architecture is checked
-/// against the limits, and its size against the weights, before anything is allocated.
-pub fn load_parts(spec_path: &Path, spec: &PyTorchSpec, weights: &Path, bytes: &[u8]) -> anyhow::Result<(Model, ModelCard)> {
+/// The architecture a spec describes, checked against the limits and the dataset.
+fn spec_arch(spec_path: &Path, spec: &PyTorchSpec, info: &DatasetInfo) -> anyhow::Result<Arch> {
     let name = spec_path.display();
-    let info = dataset_info(spec.dataset);
     match spec.family {
         Family::Highway => {
             anyhow::ensure!(spec.stages.is_empty() && spec.pooling.is_none(), "{name}: stages and pooling are for conv nets")
@@ -196,6 +194,15 @@ pub fn load_parts(spec_path: &Path, spec: &PyTorchSpec, weights: &Path, bytes: &
         info.image_shape.iter().product::<usize>(),
         spec.input_dim
     );
+    Ok(arch)
+}
+
+/// A model from a parsed spec and its weights held in memory: the architecture is checked
+/// against the limits, and its size against the weights, before anything is allocated.
+pub fn load_parts(spec_path: &Path, spec: &PyTorchSpec, weights: &Path, bytes: &[u8]) -> anyhow::Result<(Model, ModelCard)> {
+    let name = spec_path.display();
+    let info = dataset_info(spec.dataset);
+    let arch = spec_arch(spec_path, spec, &info)?;
     let wname = weights.display();
     let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("{wname}: not a valid safetensors file ({e})"))?;
 

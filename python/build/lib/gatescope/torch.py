@@ -84,6 +84,50 @@ class HighwayMLP(nn.Module):
         return self.out(x)  # [batch, classes]
 
 
+class ConvHighwayLayer(nn.Module):
+    """A conv highway layer: H and T are 3x3 same-size convolutions."""
+
+    def __init__(self, width: int, gate_bias: float = -1.0, activation: str = "relu"):
+        super().__init__()
+        self.h = nn.Conv2d(width, width, 3, padding=1)  # block H
+        self.t = nn.Conv2d(width, width, 3, padding=1)  # transform gate T
+        self.act = torch.tanh if activation == "tanh" else torch.relu
+        nn.init.constant_(self.t.bias, gate_bias)
+
+    def forward(self, x, trace: Optional[list] = None):  # x: [batch, width, h, w]
+        t = torch.sigmoid(self.t(x))  # [batch, width, h, w]
+        if trace is not None:
+            trace.append(t.mean((2, 3)))  # [batch, width]: the spatial mean, as gatescope traces it
+        return self.act(self.h(x)) * t + x * (1 - t)
+
+
+class ConvHighway(nn.Module):
+    """The conv highway net as gatescope builds it (`gatescope train --arch conv`): a plain 3x3
+    conv to ``width`` channels, stages of conv highway layers with 2x2 max pooling between them,
+    global average pooling, a linear classifier. Input: pixels / 255, flattened or [B, C, H, W]."""
+
+    def __init__(self, image_shape=(1, 28, 28), width=16, stages=(3, 3, 3), classes=10, activation="relu", gate_bias=-1.0):
+        super().__init__()
+        self.image_shape, self.stages, self.activation = tuple(image_shape), list(stages), activation
+        self.act = torch.tanh if activation == "tanh" else torch.relu
+        self.inp = nn.Conv2d(image_shape[0], width, 3, padding=1)
+        self.layers = nn.ModuleList(ConvHighwayLayer(width, gate_bias, activation) for _ in range(sum(stages)))
+        self.out = nn.Linear(width, classes)
+        self._pool_before = set(np.cumsum(self.stages)[:-1].tolist())  # layer indices (0-based) that start a stage
+
+    def forward(self, x, trace: Optional["Trace"] = None):
+        x = self.act(self.inp(x.view(-1, *self.image_shape)))  # [batch, width, h, w]
+        if trace is not None:
+            trace.blocks.append(x.mean((2, 3)))
+        for i, layer in enumerate(self.layers):
+            if i in self._pool_before:
+                x = F.max_pool2d(x, 2)  # next stage: half size
+            x = layer(x, trace.gates if trace is not None else None)
+            if trace is not None:
+                trace.blocks.append(x.mean((2, 3)))
+        return self.out(x.mean((2, 3)))  # global average pooling → [batch, classes]
+
+
 @dataclass
 class Trace:
     blocks: list
@@ -92,11 +136,15 @@ class Trace:
 
 
 def mlp_adapter(model: nn.Module, x: torch.Tensor) -> Trace:
-    """The adapter of :class:`HighwayMLP` (and of DDP-wrapped ones)."""
+    """The adapter of the reference modules, :class:`HighwayMLP` and :class:`ConvHighway`
+    (and of DDP-wrapped ones)."""
     m = model.module if hasattr(model, "module") else model
     tr = Trace([], [])
     tr.logits = m(x, tr)
     return tr
+
+
+conv_adapter = mlp_adapter
 
 
 class HookAdapter:
@@ -174,11 +222,14 @@ def card(model_dims: dict, dataset: str = "mnist", class_names=None, image_shape
     (``depth``, ``width``, ``input_dim``, ``classes``, ``activation``, ``gate_bias``)."""
     d = model_dims
     classes = d["classes"]
+    family = d.get("family", family)
+    extra = {"conv_stages": list(d["stages"]), "image_shape": list(d["image_shape"])} if family == "conv" else {}
+    image_shape = d.get("image_shape", image_shape)
     return {
         "format": "gatescope-model", "format_version": 1, "gatescope_version": __version__,
         "arch": {"family": family, "depth": d["depth"], "width": d["width"], "input_dim": d["input_dim"],
                  "classes": classes, "activation": d.get("activation", "tanh"), "gate_bias": float(d.get("gate_bias", 0.0)),
-                 "residual_block_layers": 2, "gate": "adaptive", "fixed_gate": 0.5},
+                 "residual_block_layers": 2, "gate": "adaptive", "fixed_gate": 0.5, **extra},
         "dataset": {"name": dataset, "class_names": list(class_names or [str(i) for i in range(classes)]),
                     "image_shape": list(image_shape)},
         "training": dict(training or {"framework": "pytorch", "torch_version": torch.__version__}),
@@ -186,11 +237,21 @@ def card(model_dims: dict, dataset: str = "mnist", class_names=None, image_shape
     }
 
 
-def mlp_dims(model: HighwayMLP) -> dict:
+def mlp_dims(model: nn.Module) -> dict:
+    """The dims of a reference module (HighwayMLP or ConvHighway), for :func:`card`."""
     m = model.module if hasattr(model, "module") else model
+    bias = float(torch.stack([l.t.bias.detach().float().mean() for l in m.layers]).mean()) if len(m.layers) else 0.0
+    if isinstance(m, ConvHighway):
+        c, h, w = m.image_shape
+        return {"family": "conv", "depth": len(m.layers) + 1, "width": m.inp.out_channels, "input_dim": c * h * w,
+                "classes": m.out.out_features, "activation": m.activation, "gate_bias": bias, "stages": m.stages,
+                "image_shape": [c, h, w]}
     return {"depth": len(m.layers) + 1, "width": m.inp.out_features, "input_dim": m.inp.in_features,
-            "classes": m.out.out_features, "activation": m.activation,
-            "gate_bias": float(torch.stack([l.t.bias.detach().float().mean() for l in m.layers]).mean()) if len(m.layers) else 0.0}
+            "classes": m.out.out_features, "activation": m.activation, "gate_bias": bias}
+
+
+dims = mlp_dims
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 
 
 # ------------------------------------------------------------------ the probe
@@ -322,15 +383,20 @@ class Recorder:
 
 # ------------------------------------------------------------------ specs and state_dicts
 
-def load(spec_path: str) -> HighwayMLP:
-    """The reference module with the weights of an import spec (e.g. from ``gatescope export-torch``)."""
+def load(spec_path: str) -> nn.Module:
+    """The reference module (HighwayMLP, or ConvHighway for ``"family": "conv"``) with the
+    weights of an import spec (e.g. from ``gatescope export-torch``)."""
     from safetensors.torch import load_file
 
     with open(spec_path) as f:
         spec = json.load(f)
     if spec.get("format") != "gatescope-pytorch-spec":
         raise ValueError(f"{spec_path}: not a gatescope PyTorch spec (format {spec.get('format')!r})")
-    model = HighwayMLP(spec["input_dim"], spec["width"], spec["depth"], spec["classes"], spec.get("activation", "tanh"))
+    if spec.get("family", "highway") == "conv":
+        model = ConvHighway(IMAGE_SHAPES[spec["dataset"]], spec["width"], spec["stages"], spec["classes"],
+                            spec.get("activation", "relu"))
+    else:
+        model = HighwayMLP(spec["input_dim"], spec["width"], spec["depth"], spec["classes"], spec.get("activation", "tanh"))
     keys = spec.get("keys") or {}
     default = {"input_weight": "inp.weight", "input_bias": "inp.bias", "block_weight": "layers.{i}.h.weight",
                "block_bias": "layers.{i}.h.bias", "gate_weight": "layers.{i}.t.weight", "gate_bias": "layers.{i}.t.bias",
@@ -345,11 +411,14 @@ def load(spec_path: str) -> HighwayMLP:
     missing = [t for t in ours.values() if t not in state]
     if missing:
         raise KeyError(f"{spec_path}: tensor {missing[0]!r} is missing from {spec['weights']}")
+    extra = sorted(set(state) - set(ours.values()))
+    if extra:
+        raise ValueError(f"{spec_path}: tensors the spec does not account for: {extra[:4]} (is depth right?)")
     model.load_state_dict({o: state[t].float() for o, t in ours.items()})
     return model
 
 
-def save(model: HighwayMLP, folder: str, dataset: str = "mnist", metrics: Optional[dict] = None) -> str:
+def save(model: nn.Module, folder: str, dataset: str = "mnist", metrics: Optional[dict] = None) -> str:
     """Writes ``folder/model.safetensors`` and ``folder/model.json``: a spec every gatescope command opens."""
     from safetensors.torch import save_file
 
@@ -360,6 +429,8 @@ def save(model: HighwayMLP, folder: str, dataset: str = "mnist", metrics: Option
     d = mlp_dims(m)
     spec = {"format": "gatescope-pytorch-spec", "weights": "model.safetensors", "depth": d["depth"], "width": d["width"],
             "activation": d["activation"], "input_dim": d["input_dim"], "classes": d["classes"], "dataset": dataset}
+    if d.get("family") == "conv":
+        spec.update(family="conv", stages=d["stages"], pooling="max2")
     if metrics:
         spec["metrics"] = metrics
     path = os.path.join(folder, "model.json")
