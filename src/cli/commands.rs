@@ -233,13 +233,54 @@ fn model_info(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let a = &card.arch;
-    println!("model: {} net, depth {}, width {}, {}, gate bias {}", a.family.name(), a.depth, a.width, a.activation.name(), a.gate_bias);
+    println!(
+        "model: {} net, depth {}, width {}, {}, {} parameters",
+        a.family.name(),
+        a.depth,
+        a.width,
+        a.activation.name(),
+        a.num_params()
+    );
+    if let Some(gates) = gate_summary(path, &card) {
+        println!("gates: {gates}");
+    }
     println!("dataset: {} ({} classes)", card.dataset.name.name(), card.dataset.class_names.len());
+    let from = card.training.get("imported_from").and_then(|v| v.as_str());
+    match from {
+        Some(framework) => println!("weights: imported from {framework} ({})", path.display()),
+        None => println!("weights: trained by gatescope {}", card.gatescope_version),
+    }
     if let Some(m) = &card.metrics {
         let stopped = if m.interrupted { " (interrupted)" } else { "" };
         println!("train accuracy {:.4}, test accuracy {:.4} after {} steps{stopped}", m.train_accuracy, m.test_accuracy, m.steps);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The gate mode and bias of a gated model (None for plain and residual nets): the initial
+/// bias of a gatescope run, the mean learned bias of an import (its spec has no initial one).
+fn gate_summary(path: &Path, card: &crate::card::ModelCard) -> Option<String> {
+    use crate::arch::GateMode;
+    let a = &card.arch;
+    if a.gated_layers().is_empty() {
+        return None;
+    }
+    let mode = match a.gate {
+        GateMode::Adaptive => "adaptive, T = sigmoid(W_T x + b_T)".to_string(),
+        GateMode::Learned => "learned per unit, T = sigmoid(b_T)".to_string(),
+        GateMode::Fixed => format!("fixed, T = {}", a.fixed_gate),
+    };
+    if a.gate == GateMode::Fixed {
+        return Some(mode);
+    }
+    if card.training.get("imported_from").is_some() {
+        let mean = file::load(path).ok().and_then(|(m, _)| m.gate_biases()).map(|b| b.mean(tch::Kind::Float).double_value(&[]));
+        return Some(match mean {
+            Some(b) => format!("{mode}; mean gate bias {b:.3}"),
+            None => mode,
+        });
+    }
+    Some(format!("{mode}; initial gate bias {}", a.gate_bias))
 }
 
 /// `info` on a recording: its run, snapshots and torn tail.
@@ -285,6 +326,7 @@ fn recording_info(path: &Path, json: bool, t: std::time::Instant) -> anyhow::Res
         rec.header.probe_size,
         rec.header.num_samples()
     );
+    println!("source: {}", rec.header.source);
     println!("{} bytes, read and decoded in {decode_ms:.1} ms", bytes.len());
     if let Some(s) = last {
         println!("last snapshot: step {}, test accuracy {:.4}", s.step, s.test_accuracy);

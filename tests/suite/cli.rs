@@ -399,3 +399,38 @@ fn human_output_has_no_rust_debug_text() {
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(!text.contains(">-0.00<"), "a -0.00 tick");
 }
+
+/// `info` tells the truth: the gate mode, the bias where there are gates (the initial one of a
+/// gatescope run, the mean learned one of an import), the parameters, where the weights came from.
+#[test]
+fn info_says_gate_mode_bias_parameters_and_origin() {
+    let info = |path: &std::path::Path| {
+        let out = gatescope().arg("info").arg(path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let default = info(&root.join("recordings/default.safetensors"));
+    for want in ["289660 parameters", "gates: adaptive", "initial gate bias -2", "weights: trained by gatescope"] {
+        assert!(default.contains(want), "{want:?} not in {default}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (model, card) = gatescope::model::file::load(&root.join("recordings/default.safetensors")).unwrap();
+    let spec = gatescope::model::export_torch::write(&model, &card, dir.path()).unwrap();
+    let mean = model.gate_biases().unwrap().mean(tch::Kind::Float).double_value(&[]);
+    let imported = info(&spec);
+    for want in [format!("mean gate bias {mean:.3}"), "imported from pytorch".into(), "289660 parameters".into()] {
+        assert!(imported.contains(&want), "{want:?} not in {imported}");
+    }
+    assert!(!imported.contains("initial gate bias"));
+    let plain = dir.path().join("plain.safetensors");
+    let out = gatescope()
+        .args(["train", "--quiet", "--arch", "plain", "--depth", "3", "--width", "8", "--max-steps", "2", "--train-examples", "512"])
+        .arg("--out")
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plain = info(&plain);
+    assert!(plain.contains("plain net") && !plain.contains("gates:") && !plain.contains("gate bias"), "a plain net has no gates: {plain}");
+}
