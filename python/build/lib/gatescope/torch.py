@@ -296,11 +296,12 @@ def _snapshot(model, adapter, probe, step, epoch, train_loss, train_accuracy, te
             class_sum = torch.zeros(L, c, W, dtype=torch.float64, device=dev)
             open_ = torch.zeros(max(L, 1), dtype=torch.float64, device=dev)
             change = torch.zeros(blocks.shape[0], dtype=torch.float64, device=dev)
-        onehot_t = F.one_hot(y, c).double().t()  # [C, B]
+        # f32 within a chunk (as gatescope's probe sums), f64 across chunks and ranks
+        onehot_t = F.one_hot(y, c).float().t()  # [C, B]
         if gates is not None:
-            class_sum += torch.einsum("cb,lbw->lcw", onehot_t, gates.double())
-            open_[:gates.shape[0]] += (gates > 0.5).double().sum(dim=(1, 2))
-        change[1:] += (blocks[1:] - blocks[:-1]).abs().double().sum(dim=(1, 2))
+            class_sum += torch.matmul(onehot_t, gates).double()  # [L, C, W]
+            open_[:gates.shape[0]] += (gates > 0.5).sum(dim=(1, 2)).double()
+        change[1:] += (blocks[1:] - blocks[:-1]).abs().sum(dim=(1, 2)).double()
     # shapes for ranks with no examples (more ranks than chunks): from the samples' trace
     sx = ProbeSet.x(probe.sample_images, dev)
     st = adapter(model, sx)

@@ -59,7 +59,9 @@ class Writer:
         self._thread.start()
 
     def write(self, snapshot: fmt.Snapshot) -> None:
-        """Queues a snapshot. Never blocks on the network."""
+        """Queues a snapshot. Never blocks on the network. A snapshot whose shapes disagree with
+        the header's model card raises :class:`gatescope.FormatError` and is not written."""
+        fmt.check_snapshot(self.header, snapshot)
         with self._cv:
             if self._closed:
                 raise ValueError("Writer is closed")
