@@ -19,5 +19,9 @@ if [[ ! -f "$venv/.complete" ]]; then
   "$venv/bin/python" -m pip install --quiet "torch==2.13.0" "numpy>=1.22" "safetensors>=0.4" "pytest>=7" "setuptools>=77" >&2
   touch "$venv/.complete"
 fi
-"$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation "$root/python" >&2
+# from a copy: setuptools writes build/ and *.egg-info beside the sources it builds
+src="$(mktemp -d)"
+trap 'rm -rf "$src"' EXIT
+cp -r "$root/python/pyproject.toml" "$root/python/README.md" "$root/python/gatescope" "$src/"
+"$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation "$src" >&2
 echo "$venv/bin/python"

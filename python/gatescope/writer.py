@@ -20,6 +20,20 @@ QUEUE_CAPACITY = 4
 HEARTBEAT = 10.0
 
 
+class _Pending:
+    """A queued snapshot and its frame, encoded on first use (by the file or the socket)."""
+
+    __slots__ = ("snapshot", "_frame")
+
+    def __init__(self, snapshot: fmt.Snapshot):
+        self.snapshot, self._frame = snapshot, None
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = fmt.encode_snapshot(self.snapshot)
+        return self._frame
+
+
 class Writer:
     """``Writer(header, path="run.gsrec", connect="127.0.0.1:7817")``; ``write(snapshot)``; ``close()``.
 
@@ -65,13 +79,14 @@ class Writer:
         with self._cv:
             if self._closed:
                 raise ValueError("Writer is closed")
+            item = _Pending(snapshot)  # shared by both queues: encoded once
             if self._file is not None:
-                self._file_queue.append(snapshot)
+                self._file_queue.append(item)
             if self._addr is not None:
                 if len(self._net) >= self._capacity:
                     self._net.popleft()
                     self.dropped += 1
-                self._net.append(snapshot)
+                self._net.append(item)
             self._cv.notify()
 
     @property
@@ -114,7 +129,7 @@ class Writer:
                 net_item = self._net[0] if (self._net and self._sock is not None) else None
                 dropped = self.dropped
             for s in to_file:
-                self._file.write(fmt.encode_snapshot(s))
+                self._file.write(s.frame())
                 self._file.flush()
                 self.written += 1
             if self._addr is not None:
@@ -131,7 +146,7 @@ class Writer:
                     frames = b""
                     if dropped and dropped != sent_dropped:
                         frames += fmt.encode_dropped(dropped)
-                    frames += fmt.encode_snapshot(net_item)
+                    frames += net_item.frame()
                     if self._send(frames):
                         sent_dropped = dropped
                         last_write = time.monotonic()
