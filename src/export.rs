@@ -120,13 +120,39 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 
 type Area<'a, DB> = DrawingArea<DB, Shift>;
 
+/// Colour scales fixed from outside: an animation keeps one scale across its frames.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FixedScales {
+    /// Figure 2: the scale of each of its four maps.
+    pub gates: Option<[Scale; 4]>,
+    /// Figure 3: the shared scale of the class maps.
+    pub classes: Option<Scale>,
+}
+
+/// Renders `figure` into memory: (width, height, RGB bytes row by row).
+pub fn render_rgb(figure: &Figure, fixed: &FixedScales) -> anyhow::Result<(u32, u32, Vec<u8>)> {
+    register_fonts();
+    let (w, h) = figure.size();
+    let mut buf = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        draw_with(&root, figure, fixed)?;
+        root.present().map_err(err)?;
+    }
+    Ok((w, h, buf))
+}
+
 fn draw<DB: DrawingBackend>(root: &Area<DB>, figure: &Figure) -> anyhow::Result<()> {
+    draw_with(root, figure, &FixedScales::default())
+}
+
+fn draw_with<DB: DrawingBackend>(root: &Area<DB>, figure: &Figure, fixed: &FixedScales) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
     match figure {
         Figure::Sweep(r) => sweep(root, r),
         Figure::Ablation(r) => ablation(root, r),
-        Figure::Gates { header, snapshot, sample } => gates(root, header, snapshot, *sample),
-        Figure::Classes { header, snapshot } => classes(root, header, snapshot),
+        Figure::Gates { header, snapshot, sample } => gates(root, header, snapshot, *sample, fixed.gates),
+        Figure::Classes { header, snapshot } => classes(root, header, snapshot, fixed.classes),
         Figure::Lesion(r) => lesion(root, r),
     }
 }
@@ -209,9 +235,18 @@ fn colorbar<DB: DrawingBackend>(area: &Area<DB>, scale: Scale, label: &str) -> a
     Ok(())
 }
 
-fn gates<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot, sample: usize) -> anyhow::Result<()> {
+fn gates<DB: DrawingBackend>(
+    root: &Area<DB>,
+    header: &Header,
+    snap: &Snapshot,
+    sample: usize,
+    fixed: Option<[Scale; 4]>,
+) -> anyhow::Result<()> {
     let k = sample.min(snap.sample_gates.shape.first().copied().unwrap_or(1).saturating_sub(1));
-    let fig = figures::figure2(header, snap, Sample::Probe(k));
+    let mut fig = figures::figure2(header, snap, Sample::Probe(k));
+    if let Some(scales) = fixed {
+        fig.maps.iter_mut().zip(scales).for_each(|(m, s)| m.scale = s);
+    }
     let root = root.titled(&fig.title, (FONT, 22)).map_err(err)?;
     let panels = root.split_evenly((1, 4));
     for (area, map) in panels.iter().zip(&fig.maps) {
@@ -220,12 +255,12 @@ fn gates<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot, 
     Ok(())
 }
 
-fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot) -> anyhow::Result<()> {
+fn classes<DB: DrawingBackend>(root: &Area<DB>, header: &Header, snap: &Snapshot, fixed: Option<Scale>) -> anyhow::Result<()> {
     let fig = figures::figure3(header, snap);
     let root = root.titled(&fig.title, (FONT, 22)).map_err(err)?;
     let (_, h) = root.dim_in_pixel();
     let (maps, bar) = root.split_vertically(h.saturating_sub(80));
-    let scale = fig.scale;
+    let scale = fixed.unwrap_or(fig.scale);
     let first = fig.first_layer;
     let panels = maps.split_evenly((1, fig.classes.len().max(1)));
     for (i, panel) in panels.iter().enumerate().take(fig.classes.len()) {

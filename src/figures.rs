@@ -69,6 +69,12 @@ fn class_name(header: &Header, class: u32) -> String {
     header.class_names().get(class as usize).cloned().unwrap_or_else(|| class.to_string())
 }
 
+/// When a snapshot was taken, for titles: "step 9360, epoch 20.0, test accuracy 97.74 %".
+pub fn when(snap: &Snapshot) -> String {
+    let acc = if snap.test_accuracy.is_finite() { format!(", test accuracy {:.2} %", snap.test_accuracy * 100.0) } else { String::new() };
+    format!("step {}, epoch {:.1}{acc}", snap.step, snap.epoch)
+}
+
 /// Figure 2 of `snap`, for `sample`.
 pub fn figure2<'a>(header: &Header, snap: &'a Snapshot, sample: Sample<'a>) -> Figure2<'a> {
     let arch = &header.card.arch;
@@ -85,14 +91,7 @@ pub fn figure2<'a>(header: &Header, snap: &'a Snapshot, sample: Sample<'a>) -> F
             (&gates.data, &blocks.data, label.map_or(format!("example #{index}"), |c| format!("example #{index}, class {c}")))
         }
     };
-    let title = format!(
-        "{}-layer {} net on {}, step {} (test accuracy {:.2} %)",
-        arch.depth,
-        arch.family.label(),
-        header.card.dataset.name.name(),
-        snap.step,
-        snap.test_accuracy * 100.0
-    );
+    let title = format!("{}-layer {} net on {}, {}", arch.depth, arch.family.label(), header.card.dataset.name.name(), when(snap));
     let map = |title: String, grid, scale, quantity| Map { title, grid, scale, across, quantity };
     Figure2 {
         title,
@@ -152,7 +151,7 @@ pub fn figure3(header: &Header, snap: &Snapshot) -> Figure3 {
         (0..c).map(|i| (names.get(i).cloned().unwrap_or_else(|| i.to_string()), snap.class_deviation(i).data)).collect();
     let all: Vec<f32> = classes.iter().flat_map(|(_, d)| d.iter().copied()).collect();
     Figure3 {
-        title: format!("Mean transform gate output per class minus the overall mean (step {})", snap.step),
+        title: format!("Mean transform gate output per class minus the overall mean, {}", when(snap)),
         classes,
         cols: snap.mean_gate.shape.get(1).copied().unwrap_or(0),
         first_layer: first_gated(header),

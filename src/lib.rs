@@ -4,6 +4,7 @@
 //! `record`/`stream` → `view`; `session` holds the services every front-end shares, and `cli`
 //! is the command line on top. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod animate;
 pub mod arch;
 pub mod bench;
 pub mod capture;

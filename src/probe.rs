@@ -87,6 +87,7 @@ impl ProbeSet {
         Header {
             card,
             source: source.into(),
+            model: None,
             probe_size: self.len(),
             sample_indices: self.sample_indices.clone(),
             sample_labels: self.sample_labels.clone(),
@@ -117,13 +118,39 @@ pub struct Progress {
 
 /// One probe pass: everything a [`Snapshot`] holds. `lesion` closes one layer's gates.
 pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Option<usize>) -> Snapshot {
+    snapshot_with(model, probe, progress, lesion, &mut |_, _| true).expect("a probe pass that is never cancelled")
+}
+
+/// What a model's weights alone show, before any probe pass: its gate biases (the first of
+/// Figure 2's maps); every activation map is left empty ("not recorded").
+pub fn weights_only(model: &Model, progress: Progress) -> Snapshot {
+    let w = model.arch.width;
+    Snapshot {
+        step: progress.step,
+        epoch: progress.epoch,
+        train_loss: progress.train_loss,
+        train_accuracy: progress.train_accuracy,
+        test_accuracy: progress.test_accuracy.unwrap_or(f64::NAN),
+        gate_bias: tch::no_grad(|| model.gate_biases().map_or_else(|| Array::zeros(vec![0, w]), |b| to_array(&b))),
+        ..Default::default()
+    }
+}
+
+/// [`snapshot`], calling `tick(examples done, total)` after each chunk of the probe set;
+/// None as soon as `tick` returns false (the pass was cancelled).
+pub fn snapshot_with(
+    model: &Model,
+    probe: &ProbeSet,
+    progress: Progress,
+    lesion: Option<usize>,
+    tick: &mut dyn FnMut(usize, usize) -> bool,
+) -> Option<Snapshot> {
     tch::no_grad(|| {
         let arch = &model.arch;
         let (depth, w, c) = (arch.depth as i64, arch.width as i64, probe.classes as i64);
         let gated = arch.gated_layers().len() as i64;
         let opts = ForwardOpts { trace: true, lesion, ..Default::default() };
-        let n = probe.len() as i64;
-        let dev = model.device();
+        let (n, dev) = (probe.len() as i64, model.device());
         let f = (Kind::Float, dev);
         // Per layer, on [B, W] tensors that stay in cache (no [B, L, W] stacks): class sums
         // as one matmul with the one-hot labels; the overall sum is their sum over classes.
@@ -143,6 +170,9 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
             for l in 1..fwd.blocks.len() {
                 let d = (&fwd.blocks[l] - &fwd.blocks[l - 1]).abs().sum(Kind::Float);
                 let _ = change.get(l as i64).g_add_(&d);
+            }
+            if !tick((start + len) as usize, n as usize) {
+                return None;
             }
         }
         let counts = Tensor::zeros([c], f).index_add(0, &probe.y.to_device(dev), &Tensor::ones([n], f)).clamp_min(1.0); // [C]
@@ -172,7 +202,7 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
             Some(a) if lesion.is_none() => a,
             _ => model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion, ..Default::default() }).1,
         };
-        Snapshot {
+        Some(Snapshot {
             step: progress.step,
             epoch: progress.epoch,
             train_loss: progress.train_loss,
@@ -185,6 +215,6 @@ pub fn snapshot(model: &Model, probe: &ProbeSet, progress: Progress, lesion: Opt
             sample_predictions: to_array(&preds).data.iter().map(|&p| p as u32).collect(),
             class_mean_gate: to_array(&class_mean),
             layers,
-        }
+        })
     })
 }

@@ -31,6 +31,56 @@ pub fn default_recording() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/default.gsrec")
 }
 
+/// Where the viewer keeps the runs it trains (relative to the working directory, as the CLI's
+/// default outputs).
+pub const RUNS_DIR: &str = "runs";
+
+/// A file bundled with gatescope, for the viewer's Examples menu and empty views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Example {
+    pub label: &'static str,
+    /// Relative to the project's folder.
+    pub path: &'static str,
+    pub kind: ExampleKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExampleKind {
+    Recording,
+    Model,
+    SweepReport,
+    AblationReport,
+    LesionReport,
+}
+
+/// Every bundled example, in menu order.
+pub const EXAMPLES: [Example; 8] = [
+    Example { label: "50-layer highway net on MNIST: training recording", path: "recordings/default.gsrec", kind: ExampleKind::Recording },
+    Example { label: "50-layer highway net on MNIST: trained model", path: "recordings/default.safetensors", kind: ExampleKind::Model },
+    Example { label: "Conv highway net (99.47 %): training recording", path: "recordings/conv.gsrec", kind: ExampleKind::Recording },
+    Example { label: "Conv highway net (99.47 %): trained model", path: "recordings/conv.safetensors", kind: ExampleKind::Model },
+    Example { label: "Figure 1: depth sweep report", path: "docs/results/sweep.json", kind: ExampleKind::SweepReport },
+    Example { label: "Gate ablation report", path: "docs/results/ablation.json", kind: ExampleKind::AblationReport },
+    Example {
+        label: "Figure 4: lesion report of the 50-layer net",
+        path: "docs/results/lesion-default.json",
+        kind: ExampleKind::LesionReport,
+    },
+    Example { label: "Figure 4: lesion report of the conv net", path: "docs/results/lesion-conv.json", kind: ExampleKind::LesionReport },
+];
+
+impl Example {
+    /// Where the file is on this machine.
+    pub fn file(&self) -> PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(self.path)
+    }
+
+    /// The first bundled example of a kind.
+    pub fn first(kind: ExampleKind) -> &'static Example {
+        EXAMPLES.iter().find(|e| e.kind == kind).expect("every kind has a bundled example")
+    }
+}
+
 /// The initial transform-gate bias b_T of a family: −2 (the paper's MLPs), −1 for conv nets,
 /// which at −2 learn far slower (ARCHITECTURE.md, "Initialisation").
 pub const fn default_gate_bias(family: Family) -> f32 {

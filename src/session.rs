@@ -18,7 +18,7 @@ use crate::probe::{self, to_array, ProbeSet, Progress};
 use crate::recipe::{Cadence, ProbeOpts, TrainConfig, CADENCE};
 use crate::record::{self, Recording};
 use crate::report::{LesionReport, Report};
-use crate::snapshot::Array;
+use crate::snapshot::{Array, Header};
 use crate::stream::Queue;
 use crate::train::{self, Observer, Outcome, Tensors};
 
@@ -158,12 +158,23 @@ impl Loaded {
 
     /// A recording of one snapshot of the model (with the gates of `lesion` closed).
     pub fn probe(&self, set: &ProbeSet, lesion: Option<usize>) -> Recording {
-        let snap = probe::snapshot(&self.model, set, self.progress(), lesion);
+        self.probe_with(set, lesion, &mut |_, _| true).expect("a probe pass that is never cancelled")
+    }
+
+    /// [`Self::probe`] with progress; None when `tick(done, total)` returned false.
+    pub fn probe_with(&self, set: &ProbeSet, lesion: Option<usize>, tick: &mut dyn FnMut(usize, usize) -> bool) -> Option<Recording> {
+        let snap = probe::snapshot_with(&self.model, set, self.progress(), lesion, tick)?;
         let source = match lesion {
             Some(l) => format!("{} with layer {l} lesioned", self.source),
             None => self.source.clone(),
         };
-        Recording { header: set.header(self.card.clone(), source), snapshots: vec![snap], dropped: 0, torn_tail: None }
+        Some(Recording { header: set.header(self.card.clone(), source), snapshots: vec![snap], dropped: 0, torn_tail: None })
+    }
+
+    /// A recording of what the weights alone show (the gate biases), at once, before a probe.
+    pub fn weights_only(&self, set: &ProbeSet) -> Recording {
+        let snap = probe::weights_only(&self.model, self.progress());
+        Recording { header: set.header(self.card.clone(), self.source.clone()), snapshots: vec![snap], dropped: 0, torn_tail: None }
     }
 
     /// Runs training example `index` through the model with tracing.
@@ -231,12 +242,56 @@ pub struct CaptureOpts {
     pub queue: Option<Queue>,
     pub every: Option<Cadence>,
     pub probe: ProbeOpts,
+    /// Where the model will be saved, for the header (see [`Header::model`]).
+    pub model: Option<PathBuf>,
 }
 
 impl CaptureOpts {
     pub fn is_on(&self) -> bool {
         self.record.is_some() || self.connect.is_some() || self.queue.is_some()
     }
+}
+
+/// How a recording at `record` names the model file `model`: the bare file name when both sit
+/// in one folder, else an absolute path.
+pub fn model_reference(model: &Path, record: Option<&Path>) -> String {
+    let dir = |p: &Path| p.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }).map(Path::to_path_buf);
+    let same_dir = record.is_some_and(|r| dir(r).and_then(|d| d.canonicalize().ok()) == dir(model).and_then(|d| d.canonicalize().ok()));
+    match model.file_name() {
+        Some(name) if same_dir => name.to_string_lossy().into_owned(),
+        _ => std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()).display().to_string(),
+    }
+}
+
+/// The model file a recording at `path` belongs to, if one is there: the one its header
+/// names, else a sibling with the recording's stem (`run.gsrec` → `run.safetensors`).
+pub fn model_of_recording(path: &Path, header: &Header) -> Option<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let named = header.model.as_deref().map(|m| dir.join(m));
+    let sibling = path.with_extension("safetensors");
+    [named, Some(sibling)].into_iter().flatten().find(|p| p.is_file())
+}
+
+/// Loads the model of a recording and checks that it is the recording's net: same
+/// architecture, same dataset.
+pub fn attach_model(path: &Path, header: &Header, device: DeviceChoice) -> anyhow::Result<Option<(PathBuf, Loaded)>> {
+    let Some(model_path) = model_of_recording(path, header) else { return Ok(None) };
+    let loaded = open_model(&model_path, None, device)?;
+    let (a, b) = (&loaded.card, &header.card);
+    anyhow::ensure!(
+        a.arch == b.arch && a.dataset.name == b.dataset.name,
+        "{} is not the model of {}: its architecture or dataset differs",
+        model_path.display(),
+        path.display()
+    );
+    Ok(Some((model_path, loaded)))
+}
+
+/// Saves a finished run's model to `path` and keeps it open, with its dataset, for tracing
+/// and lesions.
+pub fn keep_model(outcome: train::Outcome, data: Dataset, path: &Path) -> anyhow::Result<Loaded> {
+    file::save(&outcome.model, &outcome.card, path)?;
+    Ok(Loaded { model: outcome.model, card: outcome.card, data, source: format!("model file {}", path.display()) })
 }
 
 /// What a recorded run produced besides the model.
@@ -265,7 +320,8 @@ pub fn train_recorded(
         return Ok(TrainRun { outcome, snapshots: 0, probe_seconds: 0.0, stream: None });
     }
     let probe = ProbeSet::new(data, capture.probe.size, capture.probe.samples);
-    let header = probe.header(train::initial_card(cfg, data)?, source);
+    let mut header = probe.header(train::initial_card(cfg, data)?, source);
+    header.model = capture.model.as_deref().map(|m| model_reference(m, capture.record.as_deref()));
     let sinks = Sinks::open(&header, capture.record.as_deref(), capture.connect.as_deref(), capture.queue)?;
     let mut cap = Capture::new(probe, capture.every.unwrap_or(CADENCE), sinks);
     let outcome = train::train(cfg, data, stop, &mut Both(observer, &mut cap));

@@ -54,6 +54,10 @@ pub struct Header {
     pub card: ModelCard,
     /// Where the snapshots come from (e.g. "gatescope train", "model file runs/m.safetensors").
     pub source: String,
+    /// The model file the run was saved to (`train --record … --out MODEL`): a bare file name
+    /// when it sits beside the recording, else an absolute path. Lets a viewer attach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Probe examples the means are taken over.
     pub probe_size: usize,
     /// Indices (into the training set) of the K probe samples.

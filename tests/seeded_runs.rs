@@ -1,6 +1,6 @@
 //! Runs whose outcome a seed must fix. libtorch's random generator is process-wide, so tests
 //! drawing from it in parallel threads would change each other's initialisation, batches and
-//! shifts; these tests live in their own binary (their own process) and take turns (`SERIAL`).
+//! shifts; these runs live in their own binary (their own process), one after the other.
 
 #[path = "suite/common.rs"]
 mod common;
@@ -9,15 +9,19 @@ use gatescope::model::Family;
 use gatescope::train::TrainConfig;
 use tch::Tensor;
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One test that runs the seeded runs in turn, in one thread: with the harness's parallel test
+/// threads (even taking turns behind a lock), a same-seed rerun was seen to differ 1 time in 2.
+#[test]
+fn seeded_runs() {
+    a_conv_highway_net_learns_mnist_with_shifted_images();
+    the_same_seed_gives_the_same_run();
+}
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()
 }
 
-#[test]
 fn a_conv_highway_net_learns_mnist_with_shifted_images() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     let data = gatescope::data::load(gatescope::data::DatasetKind::Mnist, None).unwrap().truncated(Some(20_000), Some(2_000));
     let mut cfg = TrainConfig::default_recipe();
@@ -40,9 +44,7 @@ fn a_conv_highway_net_learns_mnist_with_shifted_images() {
     assert!(acc > 0.75, "test accuracy of a small conv highway net after 300 steps: {acc}");
 }
 
-#[test]
 fn the_same_seed_gives_the_same_run() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     let data = gatescope::data::load(gatescope::data::DatasetKind::Mnist, None).unwrap();
     let mut cfg = TrainConfig::default_recipe();

@@ -58,6 +58,7 @@ class Header:
     sample_indices: List[int]
     sample_labels: List[int]
     sample_images: np.ndarray  # [K, input_dim] uint8
+    model: Optional[str] = None  # the model file the run was saved to, if the writer knew it
 
     @property
     def arch(self) -> Dict[str, Any]:
@@ -71,7 +72,8 @@ class Header:
     def to_json(self) -> Dict[str, Any]:
         return {"card": self.card, "source": self.source, "probe_size": int(self.probe_size),
                 "sample_indices": [int(i) for i in self.sample_indices],
-                "sample_labels": [int(i) for i in self.sample_labels]}
+                "sample_labels": [int(i) for i in self.sample_labels],
+                **({"model": self.model} if self.model else {})}
 
 
 @dataclass
@@ -263,7 +265,7 @@ def decode_body(body: bytes, index: int, offset: int):
             h = obj["header"]
             header = Header(card=h["card"], source=h["source"], probe_size=int(h["probe_size"]),
                             sample_indices=list(h["sample_indices"]), sample_labels=list(h["sample_labels"]),
-                            sample_images=arrays["sample_images"])
+                            sample_images=arrays["sample_images"], model=h.get("model"))
             _check_header(header)
             return "header", header
         s = Snapshot(step=int(obj["step"]), epoch=float(obj["epoch"]), train_loss=_nan(obj.get("train_loss")),

@@ -179,6 +179,7 @@ impl CaptureArgs {
             queue: None,
             every: Some(self.every),
             probe: crate::recipe::ProbeOpts { size: self.probe, samples: self.samples },
+            model: None,
         }
     }
 }
@@ -423,8 +424,12 @@ pub struct ExportArgs {
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub figure: u8,
     /// The image to write: FILE.png or FILE.svg [default: figureN.png]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "animate")]
     pub out: Option<PathBuf>,
+    /// Figures 2 and 3 from a recording: an animated GIF with one frame per snapshot (step,
+    /// epoch and accuracy in each title; one colour scale across all frames)
+    #[arg(long, value_name = "FILE.gif")]
+    pub animate: Option<PathBuf>,
     /// Figures 2 and 3 from a recording: the snapshot index (negative counts from the end)
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     pub snapshot: i64,

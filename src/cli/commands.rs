@@ -89,7 +89,8 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     let stop = stop_flag("stopping after this batch, then saving (Ctrl-C again to abort without saving)")?;
     let mut bars = TrainBars::new(a.quiet);
-    let run = session::train_recorded(&cfg, &data, a.capture.opts(), "gatescope train", &stop, &mut bars)?;
+    let capture = session::CaptureOpts { model: Some(a.out.clone()), ..a.capture.opts() };
+    let run = session::train_recorded(&cfg, &data, capture, "gatescope train", &stop, &mut bars)?;
     if let Some(p) = &a.capture.record {
         eprintln!("recorded {} to {} ({} probing)", count(run.snapshots, "snapshot"), p.display(), secs(run.probe_seconds));
     }
@@ -301,6 +302,8 @@ fn recording_info(path: &Path, json: bool, t: std::time::Instant) -> anyhow::Res
             "card": rec.header.card,
             "probe_size": rec.header.probe_size,
             "samples": rec.header.num_samples(),
+            "model": rec.header.model,
+            "model_found": session::model_of_recording(path, &rec.header),
             "last_test_accuracy": last.map(|s| s.test_accuracy).filter(|v| v.is_finite()),
         });
         println!("{v}");
@@ -327,6 +330,10 @@ fn recording_info(path: &Path, json: bool, t: std::time::Instant) -> anyhow::Res
         rec.header.num_samples()
     );
     println!("source: {}", rec.header.source);
+    match session::model_of_recording(path, &rec.header) {
+        Some(m) => println!("model: {} (the viewer attaches it for tracing and lesions)", m.display()),
+        None => println!("model: {}", rec.header.model.as_deref().map_or("not named".into(), |m| format!("{m} (not found)"))),
+    }
     println!("{} bytes, read and decoded in {decode_ms:.1} ms", bytes.len());
     if let Some(s) = last {
         println!("last snapshot: step {}, test accuracy {:.4}", s.step, s.test_accuracy);
@@ -530,6 +537,25 @@ pub fn ablate_cmd(a: AblateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `export --animate`: Figure 2 or 3 over every snapshot of `rec`, as a GIF.
+fn animate_cmd(rec: &record::Recording, figure: u8, sample: usize, gif: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    use crate::animate::{self, Animated};
+    let which = if figure == 2 { Animated::Gates { sample } } else { Animated::Classes };
+    let bar = progress::bar(rec.snapshots.len() as u64, "frames", false);
+    let t = std::time::Instant::now();
+    let frames = animate::save_gif(&rec.header, &rec.snapshots, which, gif, &mut |d, _| bar.set_position(d as u64))?;
+    bar.finish_and_clear();
+    let bytes = std::fs::metadata(gif).map_or(0, |m| m.len());
+    println!(
+        "{}: figure {figure} of {name}, {} ({} bytes, {})",
+        gif.display(),
+        count(frames, "frame"),
+        bytes,
+        secs(t.elapsed().as_secs_f64())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     use crate::export::{self, Figure};
     set_threads(a.threads);
@@ -538,6 +564,11 @@ pub fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     let kind = session::sniff(&a.path)?;
     anyhow::ensure!(kind != FileKind::Other, "{name} is {}; export draws from a recording, a model or a report", kind.described());
     let is_model = kind.is_model();
+    anyhow::ensure!(
+        a.animate.is_none() || matches!(a.figure, 2 | 3),
+        "--animate draws figure 2 or 3 over a recording's snapshots, not figure {}",
+        a.figure
+    );
     let report = match (a.figure, kind) {
         (1 | 4, FileKind::Report) => Some(Report::read(&a.path)?),
         (4, _) if is_model => Some(Report::Lesion(lesion_model(&a.path, a.data_dir.as_deref(), a.device)?)),
@@ -560,12 +591,17 @@ pub fn export_cmd(a: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     let rec = if kind == FileKind::Recording {
         record::open(&a.path)?
+    } else if a.animate.is_some() {
+        anyhow::bail!("{name} is {}; an animation is drawn from a recording (a model has one moment only)", kind.described())
     } else {
         let m = session::open_model(&a.path, a.data_dir.as_deref(), a.device)?;
         m.probe(&m.probe_set(ProbeOpts::default()), None)
     };
     let n = rec.snapshots.len() as i64;
     anyhow::ensure!(n > 0, "{name}: the recording has no snapshots");
+    if let Some(gif) = &a.animate {
+        return animate_cmd(&rec, a.figure, a.sample, gif, &name.to_string());
+    }
     let i = if a.snapshot < 0 { n + a.snapshot } else { a.snapshot };
     anyhow::ensure!((0..n).contains(&i), "{name}: --snapshot {} is out of range (the recording has {n})", a.snapshot);
     let snap = &rec.snapshots[i as usize];

@@ -37,7 +37,19 @@ pub struct ViewerApp {
     pub lesioned: Option<usize>,
     pub panels: Panels,
     model: Option<ModelSession>,
+    /// The open model belongs to the open recording (found beside it, or trained here).
+    attached: bool,
+    /// The recording of the attached model, kept while a lesion's probe is shown.
+    timeline: Option<Store>,
+    /// Progress of the open model's probe pass: (examples done, total).
+    probing: Option<(usize, usize)>,
     trainer: Option<TrainerHandle>,
+    /// Where runs trained in the viewer are kept.
+    pub runs_dir: PathBuf,
+    /// The last run trained here: (recording, model).
+    pub last_run: Option<(PathBuf, PathBuf)>,
+    /// The window title last set.
+    title: String,
     listener: Option<Listener>,
     /// Files being opened into the main view.
     opening: usize,
@@ -62,7 +74,13 @@ impl ViewerApp {
             lesioned: None,
             panels: Panels::default(),
             model: None,
+            attached: false,
+            timeline: None,
+            probing: None,
             trainer: None,
+            runs_dir: PathBuf::from(crate::recipe::RUNS_DIR),
+            last_run: None,
+            title: String::new(),
             listener: None,
             opening: 0,
             events,
@@ -143,7 +161,7 @@ impl ViewerApp {
                 }
             }
             Command::Listen => self.listen(&self.persisted.listen_addr.clone()),
-            Command::StartTraining(cfg, every) => match TrainerHandle::start(*cfg, every, self.events.clone()) {
+            Command::StartTraining(cfg, every) => match TrainerHandle::start(*cfg, every, self.runs_dir.clone(), self.events.clone()) {
                 Ok(t) => {
                     (self.trainer, self.follow_live, self.status) = (Some(t), true, "training...".into());
                     self.close_model();
@@ -178,7 +196,56 @@ impl ViewerApp {
             },
             Command::Select { index, follow } => (self.current, self.follow_live) = (index, follow),
             Command::SelectSample(k) => self.sample = k,
+            Command::CancelProbe => self.model.iter().for_each(|m| m.cancel()),
+            Command::Probe => {
+                self.probing = Some((0, 1));
+                self.ask_model(Request::Probe);
+            }
+            Command::Inspect(layer) => (self.tab, self.panels.layers.highlight) = (Tab::Layers, Some(layer)),
+            Command::SaveRunAs(path) => self.save_run_as(path),
+            Command::ExportAnimation(None) => {
+                let dialog = rfd::FileDialog::new().add_filter("GIF animation", &["gif"]).set_file_name("gates.gif");
+                if let Some(p) = dialog.save_file() {
+                    self.run(Command::ExportAnimation(Some(p)));
+                }
+            }
+            Command::ExportAnimation(Some(path)) => match self.export_animation(&path) {
+                Ok(n) => self.status = format!("exported an animation of {n} snapshots to {}", path.display()),
+                Err(e) => self.error = Some(format!("animation export failed: {e:#}")),
+            },
         }
+    }
+
+    /// Copies the last run trained here (model and recording) to `path` (None: ask).
+    fn save_run_as(&mut self, path: Option<PathBuf>) {
+        let Some((rec, model)) = self.last_run.clone() else {
+            self.error = Some("no run trained here yet: start one in the Train panel".into());
+            return;
+        };
+        let path = path.or_else(|| {
+            let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            rfd::FileDialog::new().add_filter("gatescope model", &["safetensors"]).set_file_name(name).save_file()
+        });
+        let Some(path) = path else { return };
+        let (to_model, to_rec) = (path.with_extension("safetensors"), path.with_extension("gsrec"));
+        let copied = std::fs::copy(&model, &to_model).and_then(|_| std::fs::copy(&rec, &to_rec));
+        match copied {
+            Ok(_) => {
+                self.status = format!("saved the run as {} and {}", to_model.display(), to_rec.display());
+                self.remember(to_rec);
+            }
+            Err(e) => self.error = Some(format!("could not save the run to {}: {e}", path.display())),
+        }
+    }
+
+    /// Draws Figure 2 or 3 (the current tab's) over every snapshot into a GIF at `path`.
+    pub fn export_animation(&self, path: &std::path::Path) -> anyhow::Result<usize> {
+        let header = self.store.header.as_ref().ok_or_else(|| anyhow::anyhow!("nothing to animate: open a recording"))?;
+        let figure = match self.tab {
+            Tab::Figure3 => crate::animate::Animated::Classes,
+            _ => crate::animate::Animated::Gates { sample: self.sample },
+        };
+        crate::animate::save_gif(header, &self.store.snapshots, figure, path, &mut |_, _| {})
     }
 
     /// Sends a lesion request to the open model.
@@ -238,6 +305,7 @@ impl ViewerApp {
         });
         self.pending.extend(dropped.into_iter().map(Command::Open));
         let mut out = Vec::new();
+        let recent = self.persisted.recent.clone();
         let shown = Shown {
             store: &self.store,
             current: self.current,
@@ -246,10 +314,15 @@ impl ViewerApp {
             example: self.example.as_ref(),
             model: self.model.as_ref(),
             lesioned: self.lesioned,
+            probing: self.probing,
+            attached: self.attached,
+            last_run: self.last_run.is_some(),
+            recent: &recent,
             training: self.trainer.is_some(),
             listening: self.listener.is_some(),
         };
         self.panels.timeline.tick(&ctx, &shown, &mut out);
+        keys(&ctx, &shown, &mut out);
         let mut chrome = Chrome {
             tab: &mut self.tab,
             error: &mut self.error,
@@ -259,13 +332,70 @@ impl ViewerApp {
         };
         layout::draw(ui, &mut self.panels, &shown, &mut chrome, &mut out);
         self.pending.extend(out);
-        if self.panels.lesion.waiting || self.trainer.is_some() {
+        self.set_title(&ctx);
+        if self.panels.lesion.waiting || self.trainer.is_some() || self.probing.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(200));
         }
         if !self.pending.is_empty() {
             self.run_commands();
             ctx.request_repaint(); // show what the commands did (status, errors) at once
         }
+    }
+}
+
+impl ViewerApp {
+    /// The window title names the open file.
+    fn set_title(&mut self, ctx: &egui::Context) {
+        let source = &self.store.source;
+        let title = match source.rsplit('/').next() {
+            Some(name) if !name.is_empty() => format!("{name} - gatescope"),
+            _ => "gatescope".to_string(),
+        };
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+
+    /// The window title last set.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The open model's file, if a model is open or attached.
+    pub fn model_path(&self) -> Option<&std::path::Path> {
+        self.model.as_ref().map(|m| m.path.as_path())
+    }
+
+    /// True when the open model belongs to the open recording.
+    pub fn is_attached(&self) -> bool {
+        self.attached
+    }
+
+    /// Progress of the open model's probe pass.
+    pub fn probing(&self) -> Option<(usize, usize)> {
+        self.probing
+    }
+}
+
+/// Keyboard navigation: ←/→ step through the snapshots, ↑/↓ through the probe samples (when
+/// no text field has the keyboard).
+fn keys(ctx: &egui::Context, shown: &Shown, out: &mut Vec<Command>) {
+    if ctx.egui_wants_keyboard_input() || ctx.memory(|m| m.focused().is_some()) {
+        return; // a focused widget (a slider, a text field) has the arrows
+    }
+    let (n, k) = (shown.store.snapshots.len(), shown.store.header.as_ref().map_or(0, |h| h.num_samples()));
+    let (left, right, up, down) = ctx.input(|i| {
+        let p = |k| i.key_pressed(k);
+        (p(egui::Key::ArrowLeft), p(egui::Key::ArrowRight), p(egui::Key::ArrowUp), p(egui::Key::ArrowDown))
+    });
+    if n > 0 && (left || right) {
+        let i = if left { shown.current.saturating_sub(1) } else { (shown.current + 1).min(n - 1) };
+        out.push(Command::Select { index: i, follow: i + 1 == n && right });
+    }
+    if k > 0 && (up || down) {
+        let s = if up { shown.sample.saturating_sub(1) } else { (shown.sample + 1).min(k - 1) };
+        out.push(Command::SelectSample(s));
     }
 }
 

@@ -54,4 +54,14 @@ pub enum Command {
         follow: bool,
     },
     SelectSample(usize),
+    /// Stop the open model's probe pass (the maps keep the weights only).
+    CancelProbe,
+    /// Probe the open model again.
+    Probe,
+    /// Show a layer in the layer inspector.
+    Inspect(usize),
+    /// Copy the last run trained in the viewer elsewhere (None: ask with a file dialog).
+    SaveRunAs(Option<PathBuf>),
+    /// Export Figure 2 or 3 over all snapshots as a GIF (None: ask with a file dialog).
+    ExportAnimation(Option<PathBuf>),
 }

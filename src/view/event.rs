@@ -20,11 +20,21 @@ pub enum Slot {
     Other,
 }
 
-/// A file opened for the viewer: a model comes with its first probe.
+/// A file opened for the viewer: a model comes with what its weights alone show (the gate
+/// biases); its session then probes it.
 pub enum Opened {
     Recording(Recording),
     Model(Recording, Box<Loaded>),
     Report(Report),
+}
+
+/// A run the viewer's training panel finished (or stopped): where it was kept, and its model,
+/// open.
+pub struct TrainedRun {
+    pub summary: String,
+    pub recording: PathBuf,
+    pub model_path: PathBuf,
+    pub model: Box<Loaded>,
 }
 
 /// What the viewer asks of an open model.
@@ -36,6 +46,8 @@ pub enum Request {
     Lesion(Option<usize>),
     /// Lesion every layer in turn on the full training and test sets (Figure 4).
     LesionAll,
+    /// Probe the model (with the current lesion) and show the result.
+    Probe,
 }
 
 /// What an open model answers.
@@ -49,6 +61,10 @@ pub enum Reply {
     Lesions(LesionReport),
     /// Progress of `LesionAll`: (done, total).
     Progress(usize, usize),
+    /// Progress of a probe pass: (examples done, total).
+    Probing(usize, usize),
+    /// A probe pass was cancelled.
+    ProbeCancelled,
 }
 
 pub enum Event {
@@ -60,8 +76,10 @@ pub enum Event {
     Stream(StreamEvent),
     /// A message of the in-viewer trainer.
     Trained(Arc<Message>),
-    /// The in-viewer trainer finished (its summary) or failed.
-    TrainingDone(anyhow::Result<String>),
+    /// The in-viewer trainer finished (where it kept the run) or failed.
+    TrainingDone(anyhow::Result<Box<TrainedRun>>),
+    /// The model of an opened recording, found beside it and checked (None: there is none).
+    Attached { recording: PathBuf, result: anyhow::Result<Option<(PathBuf, Box<Loaded>)>> },
 }
 
 type Wake = Arc<dyn Fn() + Send + Sync>;

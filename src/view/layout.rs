@@ -6,6 +6,7 @@ use eframe::egui;
 use super::command::{Command, Tab};
 use super::panels::{Out, Panels, Shown};
 use super::persisted::Persisted;
+use crate::recipe::{Example, ExampleKind, EXAMPLES};
 
 /// The app's state that the frame around the panels shows and edits.
 pub struct Chrome<'a> {
@@ -35,44 +36,100 @@ pub fn draw(ui: &mut egui::Ui, panels: &mut Panels, shown: &Shown, chrome: &mut 
                 }
             });
         }
+        if let Some((d, t)) = shown.probing {
+            ui.horizontal(|ui| {
+                let text = format!("probing the model: {d} of {t} examples (the gate biases are shown meanwhile)");
+                ui.add(egui::ProgressBar::new(d as f32 / t.max(1) as f32).text(text).desired_width(420.0));
+                if ui.button("Cancel").on_hover_text("Stop the probe pass; the maps keep what the weights alone show").clicked() {
+                    out.push(Command::CancelProbe);
+                }
+            });
+        }
         let needs_run = matches!(chrome.tab, Tab::Figure2 | Tab::Figure3 | Tab::Layers | Tab::Compare);
         if shown.store.header.is_none() && needs_run {
-            ui.heading("Open a recording, a model or a report (File > Open, or drop it here), or listen for a trainer.");
-            return;
+            return empty_view(ui, out);
         }
-        egui::ScrollArea::both().show(ui, |ui| match chrome.tab {
+        // The maps fill the panel (and the wheel zooms them); only the studies' table scrolls.
+        match chrome.tab {
             Tab::Figure2 => panels.figure2.ui(ui, shown, out),
-            Tab::Figure3 => panels.figure3.ui(ui, shown),
+            Tab::Figure3 => panels.figure3.ui(ui, shown, out),
             Tab::Layers => panels.layers.ui(ui, shown),
             Tab::Lesion => panels.lesion.ui(ui, shown, out),
-            Tab::Studies => panels.studies.ui(ui),
+            Tab::Studies => {
+                egui::ScrollArea::both().show(ui, |ui| panels.studies.ui(ui, out));
+            }
             Tab::Compare => panels.compare.ui(ui, shown, out),
-        });
+        }
     });
+}
+
+/// No run is open: what fills the view, one click away.
+fn empty_view(ui: &mut egui::Ui, out: &mut Out) {
+    ui.heading("Nothing is open yet.");
+    ui.label("Open a recording, a model or a report (File > Open, or drop it here), listen for a trainer, or start one:");
+    ui.add_space(8.0);
+    let rec = Example::first(ExampleKind::Recording);
+    if ui.button(format!("Open the bundled example: {}", rec.label)).clicked() {
+        out.push(Command::Open(rec.file()));
+    }
+    if ui.button("Open a file...").clicked() {
+        out.push(Command::PickFile);
+    }
+}
+
+fn file_menu(ui: &mut egui::Ui, shown: &Shown, chrome: &mut Chrome, out: &mut Out) {
+    if ui.button("Open...").clicked() {
+        out.push(Command::PickFile);
+        ui.close();
+    }
+    ui.menu_button("Recent", |ui| {
+        if chrome.persisted.recent.is_empty() {
+            ui.label("(nothing opened yet)");
+        }
+        for p in &chrome.persisted.recent {
+            if ui.button(p.display().to_string()).clicked() {
+                out.push(Command::Open(p.clone()));
+                ui.close();
+            }
+        }
+    });
+    let save = ui.add_enabled(shown.last_run, egui::Button::new("Save trained run as..."));
+    if save.on_hover_text("Copy the model and the recording of the run trained in this window").clicked() {
+        out.push(Command::SaveRunAs(None));
+        ui.close();
+    }
+    ui.separator();
+    if ui.button("Export figure...").on_hover_text("The current tab's paper figure as PNG or SVG").clicked() {
+        out.push(Command::Export(None));
+        ui.close();
+    }
+    let anim = ui.add_enabled(shown.store.snapshots.len() > 1, egui::Button::new("Export animation..."));
+    if anim.on_hover_text("Figure 2 (or 3, from its tab) over every snapshot, as a GIF").clicked() {
+        out.push(Command::ExportAnimation(None));
+        ui.close();
+    }
+}
+
+fn examples_menu(ui: &mut egui::Ui, out: &mut Out) {
+    for e in EXAMPLES {
+        let file = e.file();
+        if ui.add_enabled(file.is_file(), egui::Button::new(e.label)).on_hover_text(e.path).clicked() {
+            out.push(Command::Open(file));
+            ui.close();
+        }
+    }
 }
 
 fn top_bar(ui: &mut egui::Ui, shown: &Shown, chrome: &mut Chrome, out: &mut Out) {
     ui.horizontal(|ui| {
-        ui.menu_button("File", |ui| {
-            if ui.button("Open...").clicked() {
-                out.push(Command::PickFile);
-                ui.close();
-            }
-            ui.menu_button("Recent", |ui| {
-                for p in &chrome.persisted.recent {
-                    if ui.button(p.display().to_string()).clicked() {
-                        out.push(Command::Open(p.clone()));
-                        ui.close();
-                    }
-                }
-            });
-        });
+        ui.menu_button("File", |ui| file_menu(ui, shown, chrome, out));
+        ui.menu_button("Examples", |ui| examples_menu(ui, out));
         ui.separator();
         for (tab, label) in Tab::ALL {
             ui.selectable_value(chrome.tab, tab, label);
         }
         ui.separator();
-        if ui.button("Export figure...").clicked() {
+        if ui.button("Export figure...").on_hover_text("The current tab's paper figure as PNG or SVG").clicked() {
             out.push(Command::Export(None));
         }
         if let Some(l) = shown.lesioned {

@@ -65,6 +65,14 @@ impl Store {
         }
     }
 
+    /// Moves the data out, leaving an empty store that keeps the generation counter.
+    pub fn take(&mut self) -> Store {
+        let g = self.generation;
+        let out = std::mem::take(self);
+        self.generation = g;
+        out
+    }
+
     pub fn class_names(&self) -> Vec<String> {
         self.header.as_ref().map(|h| h.class_names().to_vec()).unwrap_or_default()
     }

@@ -434,3 +434,47 @@ fn info_says_gate_mode_bias_parameters_and_origin() {
     let plain = info(&plain);
     assert!(plain.contains("plain net") && !plain.contains("gates:") && !plain.contains("gate bias"), "a plain net has no gates: {plain}");
 }
+
+#[test]
+fn a_recorded_run_names_its_model_and_animates_into_a_gif() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rec, model) = (dir.path().join("r.gsrec"), dir.path().join("m.safetensors"));
+    let out = gatescope()
+        .args(["train", "--quiet", "--depth", "6", "--width", "16", "--max-steps", "200", "--every", "50steps"])
+        .arg("--record")
+        .arg(&rec)
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = gatescope::record::open(&rec).unwrap();
+    assert_eq!(r.header.model.as_deref(), Some("m.safetensors"), "beside the recording: its bare name");
+    assert_eq!(gatescope::session::model_of_recording(&rec, &r.header), Some(model.clone()));
+    let info = gatescope().arg("info").arg(&rec).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains(&format!("model: {} (the viewer attaches it", model.display())), "{text}");
+    let n = r.snapshots.len();
+    assert!(n >= 4, "{n} snapshots");
+    for figure in ["2", "3"] {
+        let gif = dir.path().join(format!("f{figure}.gif"));
+        let out = gatescope().arg("export").arg(&rec).args(["--figure", figure, "--animate"]).arg(&gif).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{n} frames")));
+        let frames = crate::common::gif_frames(&gif);
+        assert_eq!(frames.len(), n);
+        let snap = &r.snapshots[0];
+        let size = match figure {
+            "2" => gatescope::export::Figure::Gates { header: &r.header, snapshot: snap, sample: 0 }.size(),
+            _ => gatescope::export::Figure::Classes { header: &r.header, snapshot: snap }.size(),
+        };
+        assert!(frames.iter().all(|f| (f.0, f.1) == size), "frames of {size:?}");
+        assert_ne!(frames[0].2, frames[n - 1].2, "figure {figure}: the first and the last frame differ");
+    }
+    let out = gatescope().arg("export").arg(&rec).args(["--figure", "4", "--animate", "x.gif"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--animate draws figure 2 or 3"));
+    let out = gatescope().arg("export").arg(&model).args(["--figure", "2", "--animate"]).arg(dir.path().join("m.gif")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an animation is drawn from a recording"));
+}

@@ -26,6 +26,7 @@ pub fn header(k: usize) -> Header {
     Header {
         card: ModelCard::new(arch, info, serde_json::json!({"lr": 0.1})),
         source: "test".into(),
+        model: None,
         probe_size: 100,
         sample_indices: (0..k as u32).collect(),
         sample_labels: (0..k as u32).map(|i| i % 2).collect(),
@@ -74,4 +75,18 @@ pub fn train_with_losses(cfg: &gatescope::train::TrainConfig, data: &gatescope::
 pub fn first_and_last_mean(v: &[f64], n: usize) -> (f64, f64) {
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     (mean(&v[..n]), mean(&v[v.len() - n..]))
+}
+
+/// The frames of a GIF, composed: (width, height, RGBA pixels) each.
+pub fn gif_frames(path: &std::path::Path) -> Vec<(u32, u32, Vec<u8>)> {
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::RGBA);
+    let mut d = opts.read_info(std::fs::File::open(path).unwrap()).unwrap();
+    let (w, h) = (d.width() as u32, d.height() as u32);
+    let mut out = Vec::new();
+    while let Some(f) = d.read_next_frame().unwrap() {
+        assert_eq!((f.left, f.top, f.width as u32, f.height as u32), (0, 0, w, h), "whole frames");
+        out.push((w, h, f.buffer.to_vec()));
+    }
+    out
 }

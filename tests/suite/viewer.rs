@@ -61,29 +61,143 @@ fn timeline_and_sample_picker_drive_the_figure_2_view() {
 }
 
 #[test]
-fn figure_3_and_the_layer_inspector() {
+fn figure_3_in_the_paper_layout_all_classes_and_a_difference_and_the_layer_inspector() {
     let mut h = harness(app_with_default_recording());
     h.run();
     h.get_by_label("Figure 3: classes").click();
     h.run();
     h.get_by_label_contains("Mean T per class minus mean T over all 10000 probe examples");
+    // the paper's layout: the mean map, then the two classes that deviate most
+    let snap = h.state().store.snapshots.last().unwrap().clone();
+    let fig = gatescope::figures::figure3(h.state().store.header.as_ref().unwrap(), &snap);
+    let order = fig.by_deviation();
+    assert_eq!(h.state().panels.figure3.compare, (order[0], order[1]));
+    h.get_by_label("Mean T (all classes)");
+    h.get_by_label(&format!("class {}", order[0]));
+    h.get_by_label(&format!("class {}", order[1]));
+    // every class, the most deviating first; a click puts a class beside the mean
+    h.get_by_label("All classes").click();
+    h.run();
     for c in 0..10 {
         h.get_by_label(&c.to_string());
     }
+    let first = h.get_by_label(&order[0].to_string()).rect();
+    let last = h.get_by_label(&order[9].to_string()).rect();
+    assert!((first.top(), first.left()) < (last.top(), last.left()), "ordered by deviation");
     h.get_by_label("7").click();
     h.run();
-    assert_eq!(h.state().panels.figure3.enlarged, Some(gatescope::view::panels::Enlarged::Class(7)));
+    assert_eq!(h.state().panels.figure3.layout, gatescope::view::panels::Figure3Layout::Paper);
+    assert_eq!(h.state().panels.figure3.compare.0, 7);
     h.get_by_label("class 7");
-    h.get_by_label("back to all classes").click();
+    h.get_by_label("A minus B").click();
     h.run();
-    h.get_by_label("show A minus B").click();
-    h.run();
-    h.get_by_label("class 0 minus class 1");
+    h.get_by_label(&format!("class 7 minus class {}", order[1]));
 
     h.get_by_label("Layer inspector").click();
     h.run();
     h.get_by_label("mean change of block output");
     h.get_by_label("fraction of open gates (T > 0.5)");
+}
+
+#[test]
+fn the_maps_fill_the_window_zoom_and_pan_together_and_share_a_crosshair() {
+    use eframe::egui::{Event, MouseWheelUnit, PointerButton, Pos2, Vec2};
+    let mut h = Harness::builder()
+        .with_size([1600.0, 1000.0])
+        .with_step_dt(1.0 / 60.0)
+        .build_ui_state(|ui, app: &mut ViewerApp| app.show(ui), app_with_default_recording());
+    h.run_steps(8);
+    let rects = h.state().panels.figure2.map_rects();
+    assert_eq!(rects.len(), 4);
+    let area: f32 = rects.iter().map(|r| r.area()).sum();
+    assert!(rects.iter().all(|r| r.height() > 500.0), "full-height maps: {rects:?}");
+    assert!(area > 4.0 * 200.0 * 500.0, "the maps fill the space: {rects:?}");
+    // hover over layer 10 (row 9 of 49), unit 25 of the mean-T map: the crosshair is in all four
+    let r = rects[1];
+    let at = Pos2::new(r.left() + r.width() * 25.5 / 50.0, r.top() + r.height() * 9.5 / 49.0);
+    h.event(Event::PointerMoved(at));
+    h.run_steps(8);
+    assert_eq!(h.state().panels.figure2.link.hover, Some((10, 25)));
+    // one tooltip with the four values of that cell
+    for _ in 0..40 {
+        h.step();
+    }
+    for part in
+        ["layer 10, unit 25", "Transform gate biases: ", "Mean transform gate outputs: ", "Transform gate outputs: ", "Block outputs: "]
+    {
+        assert!(h.query_all_by_label_contains(part).count() > 0, "the tooltip shows {part:?}");
+    }
+    // the wheel zooms every map about the pointer
+    h.event(Event::MouseWheel {
+        unit: MouseWheelUnit::Point,
+        delta: Vec2::new(0.0, 200.0),
+        phase: eframe::egui::TouchPhase::Move,
+        source: eframe::egui::MouseWheelSource::Wheel,
+        modifiers: Default::default(),
+    });
+    h.run_steps(120); // the wheel's delta is smoothed over frames
+    let link = h.state().panels.figure2.link;
+    assert!(link.is_zoomed(), "{link:?}");
+    assert!(link.y[1] - link.y[0] < 0.9);
+    // drag pans them
+    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: true, modifiers: Default::default() });
+    h.event(Event::PointerMoved(at + Vec2::new(40.0, 60.0)));
+    h.run_steps(8);
+    h.event(Event::PointerButton {
+        pos: at + Vec2::new(40.0, 60.0),
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
+    h.run_steps(8);
+    let panned = h.state().panels.figure2.link;
+    assert!(panned.y[0] < link.y[0] && panned.x[0] < link.x[0], "{link:?} -> {panned:?}");
+    // a double-click shows the whole maps again
+    h.event(Event::PointerMoved(at));
+    h.step();
+    for pressed in [true, false, true, false] {
+        h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed, modifiers: Default::default() });
+        h.step();
+    }
+    h.run_steps(8);
+    assert!(!h.state().panels.figure2.link.is_zoomed(), "{:?} (was {panned:?})", h.state().panels.figure2.link);
+    // a click on a row opens that layer in the inspector
+    for _ in 0..30 {
+        h.step(); // past the double-click interval
+    }
+    h.event(Event::PointerMoved(at));
+    h.step();
+    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: true, modifiers: Default::default() });
+    h.step();
+    h.event(Event::PointerButton { pos: at, button: PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    h.run_steps(30); // a click is a click once no second one follows
+    assert_eq!(h.state().tab, gatescope::view::app::Tab::Layers);
+    assert_eq!(h.state().panels.layers.highlight, Some(10));
+    h.get_by_label_contains("layer 10: mean T");
+}
+
+#[test]
+fn arrow_keys_step_through_snapshots_and_probe_samples() {
+    let mut h = harness(app_with_default_recording());
+    h.run();
+    let n = h.state().store.snapshots.len();
+    h.key_press(eframe::egui::Key::ArrowLeft);
+    h.run();
+    h.key_press(eframe::egui::Key::ArrowLeft);
+    h.run();
+    assert_eq!(h.state().current, n - 3);
+    h.key_press(eframe::egui::Key::ArrowRight);
+    h.run();
+    assert_eq!(h.state().current, n - 2);
+    h.key_press(eframe::egui::Key::ArrowDown);
+    h.run();
+    h.key_press(eframe::egui::Key::ArrowDown);
+    h.run();
+    assert_eq!(h.state().sample, 2);
+    h.key_press(eframe::egui::Key::ArrowUp);
+    h.run();
+    assert_eq!(h.state().sample, 1);
+    assert_eq!(h.state().title(), "default.gsrec - gatescope");
 }
 
 #[test]
@@ -155,13 +269,26 @@ fn hostile_files_show_one_error_each_and_what_was_open_stays() {
 }
 
 #[test]
-fn snapshot_images_of_figures_2_and_3() {
-    let mut h = harness(app_with_default_recording());
-    h.run();
-    h.snapshot("figure2");
-    h.get_by_label("Figure 3: classes").click();
-    h.run();
-    h.snapshot("figure3");
+fn snapshot_images_of_every_tab() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut app = app_with_default_recording();
+    app.queue(Command::Open(root.join("docs/results/lesion-default.json")));
+    app.queue(Command::Open(root.join("docs/results/sweep.json")));
+    app.queue(Command::OpenOther(root.join("recordings/default.gsrec")));
+    let mut h = harness(app);
+    step_until(&mut h, |a| a.panels.lesion.report.is_some() && a.panels.studies.report.is_some() && a.panels.compare.other.is_some());
+    for (tab, name) in [
+        ("Figure 2: gates per layer", "figure2"),
+        ("Figure 3: classes", "figure3"),
+        ("Layer inspector", "layers"),
+        ("Figure 4: lesions", "lesion"),
+        ("Sweep / ablation", "studies"),
+        ("Compare runs", "compare"),
+    ] {
+        h.get_by_label(tab).click();
+        h.run();
+        h.snapshot(name);
+    }
 }
 
 /// Steps the harness (without waiting for it to settle) until `done` or 120 s pass.
@@ -200,8 +327,10 @@ fn a_model_file_opens_by_probing_and_any_example_can_be_traced() {
 }
 
 #[test]
-fn the_training_panel_streams_a_run_into_the_view() {
+fn the_training_panel_streams_a_run_keeps_it_under_runs_and_attaches_its_model() {
+    let dir = tempfile::tempdir().unwrap();
     let mut app = ViewerApp::new(Persisted::default());
+    app.runs_dir = dir.path().join("runs");
     (app.panels.side.form.depth, app.panels.side.form.width, app.panels.side.form.epochs, app.panels.side.form.every_steps) =
         (4, 16, 1, 100);
     let mut h = harness(app);
@@ -211,9 +340,147 @@ fn the_training_panel_streams_a_run_into_the_view() {
     assert_eq!(h.state().store.source, "viewer training panel");
     assert_eq!(h.state().store.header.as_ref().unwrap().card.arch.depth, 4);
     h.get_by_label("Stop training").click();
-    step_until(&mut h, |a| a.status.starts_with("training finished"));
+    step_until(&mut h, |a| a.status.starts_with("training stopped"));
     h.get_by_label("Start training");
     assert!(h.state().store.snapshots.last().unwrap().test_accuracy > 0.2);
+    // kept: a recording and a model under runs/, named for the run, the model attached
+    let (rec, model) = h.state().last_run.clone().unwrap();
+    assert!(rec.starts_with(dir.path().join("runs")) && rec.extension().unwrap() == "gsrec", "{}", rec.display());
+    let name = rec.file_stem().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("highway-d4-w16-20"), "{name}");
+    assert_eq!(model, rec.with_extension("safetensors"));
+    assert_eq!(h.state().model_path(), Some(model.as_path()));
+    assert!(h.state().is_attached());
+    assert_eq!(h.state().persisted.recent[0], rec);
+    assert_eq!(h.state().store.source, rec.display().to_string());
+    let (_, card) = gatescope::model::file::load(&model).unwrap();
+    assert!(card.metrics.unwrap().interrupted, "stopped early: marked as interrupted");
+    let kept = gatescope::record::open(&rec).unwrap();
+    assert_eq!(kept.snapshots.len(), h.state().store.snapshots.len());
+    assert_eq!(kept.header.model.as_deref(), Some(model.file_name().unwrap().to_str().unwrap()));
+    // tracing works at once
+    h.state_mut().queue(Command::TraceExample(3));
+    step_until(&mut h, |a| a.example.as_ref().is_some_and(|e| e.index == 3));
+    // Save as: both files, elsewhere
+    let to = dir.path().join("keep/mine.safetensors");
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    h.state_mut().queue(Command::SaveRunAs(Some(to.clone())));
+    h.run();
+    assert!(to.is_file() && to.with_extension("gsrec").is_file(), "{}", h.state().status);
+}
+
+#[test]
+fn a_recording_attaches_its_model_so_examples_trace_and_layers_lesion() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (rec, model) = (dir.path().join("run.gsrec"), dir.path().join("run.safetensors"));
+    std::fs::copy(root.join("recordings/default.gsrec"), &rec).unwrap();
+    std::fs::copy(root.join("recordings/default.safetensors"), &model).unwrap();
+    let mut app = ViewerApp::new(Persisted::default());
+    app.queue(Command::Open(rec.clone()));
+    let mut h = harness(app);
+    step_until(&mut h, |a| a.model_path().is_some());
+    assert_eq!(h.state().model_path(), Some(model.as_path()));
+    assert!(h.state().is_attached());
+    let n = h.state().store.snapshots.len();
+    assert!(n > 1, "the recording's timeline stays");
+    h.get_by_label_contains("attached its model");
+    h.state_mut().queue(Command::TraceExample(7));
+    step_until(&mut h, |a| a.example.as_ref().is_some_and(|e| e.index == 7));
+    // a lesion shows the lesioned model; clearing it brings the recording back
+    h.state_mut().queue(Command::Lesion(Some(5)));
+    step_until(&mut h, |a| a.lesioned == Some(5));
+    assert_eq!(h.state().store.snapshots.len(), 1);
+    h.state_mut().queue(Command::Lesion(None));
+    step_until(&mut h, |a| a.lesioned.is_none() && a.store.snapshots.len() == n);
+    h.get_by_label("Figure 4: lesions").click();
+    h.run();
+    h.get_by_label("Lesion every layer (train and test sets)");
+
+    // a model of another net beside a recording is not attached
+    let other = dir.path().join("other.gsrec");
+    std::fs::copy(root.join("recordings/default.gsrec"), &other).unwrap();
+    std::fs::copy(root.join("recordings/conv.safetensors"), dir.path().join("other.safetensors")).unwrap();
+    h.state_mut().queue(Command::Open(other));
+    step_until(&mut h, |a| a.status.starts_with("no model attached"));
+    assert!(h.state().model_path().is_none());
+    assert!(h.state().status.contains("is not the model of"), "{}", h.state().status);
+}
+
+#[test]
+fn every_empty_tab_offers_what_fills_it() {
+    let mut h = harness(ViewerApp::new(Persisted::default()));
+    h.run();
+    // the Examples menu lists the bundled files
+    h.get_by_label("Examples").click();
+    h.run();
+    for e in gatescope::recipe::EXAMPLES {
+        h.get_by_label(e.label);
+    }
+    h.key_press(eframe::egui::Key::Escape);
+    h.run();
+    // Studies: the bundled sweep report
+    h.get_by_label("Sweep / ablation").click();
+    h.run();
+    h.get_by_label("Open the bundled figure 1: depth sweep report").click();
+    step_until(&mut h, |a| a.panels.studies.report.is_some());
+    // Figure 4: the bundled lesion report
+    h.get_by_label("Figure 4: lesions").click();
+    h.run();
+    h.get_by_label("Open the bundled figure 4: lesion report of the 50-layer net").click();
+    step_until(&mut h, |a| a.panels.lesion.report.is_some());
+    // Figure 2: the bundled recording
+    h.get_by_label("Figure 2: gates per layer").click();
+    h.run();
+    h.get_by_label_contains("Open the bundled example").click();
+    step_until(&mut h, |a| a.store.snapshots.len() > 1);
+    // Compare: B from the bundled recordings
+    h.get_by_label("Compare runs").click();
+    h.run();
+    h.get_by_label("B = 50-layer highway net on MNIST: training recording").click();
+    step_until(&mut h, |a| a.panels.compare.other.is_some());
+    h.get_by_label("A minus B");
+    h.get_by_label_contains("largest |A - B|: 0.0000");
+}
+
+#[test]
+fn a_model_shows_its_gate_biases_first_then_its_probe_which_can_be_cancelled() {
+    let mut app = ViewerApp::new(Persisted::default());
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/default.safetensors");
+    app.queue(Command::Open(model));
+    let mut h = harness(app);
+    step_until(&mut h, |a| !a.store.snapshots.is_empty());
+    let first = h.state().store.snapshots[0].clone();
+    assert_eq!(first.gate_bias.shape, vec![49, 50], "the first picture: the gate biases");
+    assert!(first.mean_gate.is_empty(), "before the probe pass has finished");
+    assert!(h.state().probing().is_some());
+    step_until(&mut h, |a| !a.store.snapshots[0].mean_gate.is_empty());
+    assert!(h.state().probing().is_none());
+    assert_eq!(h.state().store.snapshots[0].gate_bias, first.gate_bias);
+    // probe again and cancel at once: the pass stops and says so
+    h.state_mut().queue(Command::Probe);
+    h.state_mut().queue(Command::CancelProbe);
+    h.run();
+    step_until(&mut h, |a| a.status.starts_with("probe cancelled"));
+    assert!(h.state().probing().is_none());
+}
+
+#[test]
+fn figure_2_animates_over_the_snapshots_into_a_gif() {
+    let dir = tempfile::tempdir().unwrap();
+    let gif_path = dir.path().join("gates.gif");
+    let mut app = app_with_default_recording();
+    let n = app.store.snapshots.len();
+    app.queue(Command::ExportAnimation(Some(gif_path.clone())));
+    let mut h = harness(app);
+    h.run();
+    assert!(h.state().status.starts_with(&format!("exported an animation of {n} snapshots")), "{}", h.state().status);
+    let frames = crate::common::gif_frames(&gif_path);
+    assert_eq!(frames.len(), n);
+    let snap = &h.state().store.snapshots[0];
+    let size = gatescope::export::Figure::Gates { header: h.state().store.header.as_ref().unwrap(), snapshot: snap, sample: 0 }.size();
+    assert!(frames.iter().all(|f| (f.0, f.1) == size));
+    assert_ne!(frames[0].2, frames[n - 1].2, "the gates change over training");
 }
 
 fn write_recording(path: &std::path::Path, header: &gatescope::snapshot::Header, snaps: &[gatescope::snapshot::Snapshot]) {
@@ -440,7 +707,7 @@ fn a_conv_model_shows_a_spatial_gate_map_for_the_traced_example() {
     // the snapshot keeps the layer x channel shape of the MLP views
     assert_eq!(h.state().store.snapshots[0].mean_gate.shape, vec![2, 4]);
     h.get_by_label_contains("Spatial transform gate map (conv net)");
-    assert_eq!(h.query_all_by_label_contains("rows: layers (first on top), columns: channels").count(), 4);
+    assert_eq!(h.state().panels.figure2.map_rects().len(), 4);
     h.get_by_label_contains("layer 1, channel 0: 28 x 28, mean T");
     h.state_mut().panels.figure2.spatial_pick = (1, 3);
     h.run();

@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use super::ViewerApp;
 use crate::report::Report;
+use crate::session::Loaded;
 use crate::stream::StreamEvent;
 use crate::view::command::Tab;
-use crate::view::event::{Event, Opened, Reply, Request, Slot};
+use crate::view::event::{Event, Opened, Reply, Request, Slot, TrainedRun};
 use crate::view::store::Store;
-use crate::view::worker::{ModelSession, TRAINER_SOURCE};
+use crate::view::worker::{self, ModelSession, TRAINER_SOURCE};
 
 impl ViewerApp {
     /// Drains the event channel. Returns true if anything arrived.
@@ -28,12 +29,13 @@ impl ViewerApp {
                     }
                 }
                 Event::TrainingDone(r) => {
+                    self.trainer = None;
                     match r {
-                        Ok(s) => self.status = s,
+                        Ok(run) => self.trained(*run),
                         Err(e) => self.error = Some(format!("training failed: {e:#}")),
                     }
-                    self.trainer = None;
                 }
+                Event::Attached { recording, result } => self.attached(recording, result),
             }
         }
         self.current = self.current.min(self.store.snapshots.len().saturating_sub(1));
@@ -50,14 +52,18 @@ impl ViewerApp {
             Opened::Recording(rec) => {
                 self.close_model();
                 self.status = format!("opened {}", path.display());
+                let header = rec.header.clone();
                 self.set_store(Store::from_recording(rec, path.display().to_string()));
+                worker::attach(path.clone(), header, self.events.clone());
             }
             Opened::Model(rec, model) => {
                 self.close_model();
-                self.status = format!("opened model {} (probed on {} examples)", path.display(), rec.header.probe_size);
+                self.status = format!("opened model {}: its gate biases; probing {} examples...", path.display(), rec.header.probe_size);
                 self.set_store(Store::from_recording(rec, path.display().to_string()));
-                let session = ModelSession::start(model, self.events.clone());
+                let session = ModelSession::start(model, path.clone(), self.events.clone());
+                session.request(Request::Probe);
                 session.request(Request::Trace(0));
+                self.probing = Some((0, 1));
                 self.model = Some(session);
             }
             Opened::Report(Report::Lesion(r)) => {
@@ -77,6 +83,7 @@ impl ViewerApp {
     pub(super) fn close_model(&mut self) {
         self.model = None;
         self.lesioned = None;
+        (self.attached, self.timeline, self.probing) = (false, None, None);
         let lesion = &mut self.panels.lesion;
         (lesion.report, lesion.progress, lesion.waiting) = (None, None, false);
     }
@@ -95,17 +102,59 @@ impl ViewerApp {
         }
     }
 
+    /// The model of the open recording was looked for: attach it if it was found.
+    fn attached(&mut self, recording: PathBuf, result: anyhow::Result<Option<(PathBuf, Box<Loaded>)>>) {
+        if self.store.source != recording.display().to_string() || self.model.is_some() {
+            return; // another file was opened since
+        }
+        match result {
+            Ok(Some((path, model))) => {
+                self.status = format!("attached its model {}: trace any example, lesion layers", path.display());
+                self.model = Some(ModelSession::start(model, path, self.events.clone()));
+                self.attached = true;
+            }
+            Ok(None) => {}
+            Err(e) => self.status = format!("no model attached: {e:#}"),
+        }
+    }
+
+    /// The training panel's run ended: show it as the recording it was kept as, model attached.
+    fn trained(&mut self, run: TrainedRun) {
+        self.status = run.summary;
+        self.store.source = run.recording.display().to_string();
+        self.model = Some(ModelSession::start(run.model, run.model_path.clone(), self.events.clone()));
+        self.attached = true;
+        self.last_run = Some((run.recording.clone(), run.model_path));
+        self.remember(run.recording);
+    }
+
     fn model_reply(&mut self, reply: anyhow::Result<Reply>) {
         let lesion = &mut self.panels.lesion;
         match reply {
             Ok(Reply::Trace(t)) => self.example = Some(t),
             Ok(Reply::Probed { recording, lesion: l }) => {
                 let (source, example) = (self.store.source.clone(), self.example.as_ref().map(|e| e.index));
-                lesion.waiting = false;
-                self.set_store(Store::from_recording(*recording, source));
-                self.lesioned = l;
+                (lesion.waiting, self.probing) = (false, None);
+                match (l, self.timeline.take()) {
+                    // the lesion is cleared: back to the recording the model belongs to
+                    (None, Some(timeline)) => self.set_store(timeline),
+                    (Some(_), None) if self.attached => {
+                        self.timeline = Some(self.store.take());
+                        self.set_store(Store::from_recording(*recording, source));
+                    }
+                    (_, kept) => {
+                        self.timeline = kept;
+                        self.set_store(Store::from_recording(*recording, source));
+                    }
+                }
+                let was_lesioned = std::mem::replace(&mut self.lesioned, l).is_some();
                 let acc = self.store.snapshots.last().map_or(f64::NAN, |s| s.test_accuracy);
-                self.status = l.map_or("no layer lesioned".into(), |l| format!("layer {l} lesioned: test accuracy {acc:.4}"));
+                let probed = self.store.header.as_ref().map_or(0, |h| h.probe_size);
+                self.status = match l {
+                    Some(l) => format!("layer {l} lesioned: test accuracy {acc:.4}"),
+                    None if was_lesioned => "no layer lesioned".into(),
+                    None => format!("opened model {} (probed on {probed} examples)", self.store.source),
+                };
                 if let (Some(i), Some(m)) = (example, &self.model) {
                     m.request(Request::Trace(i));
                 }
@@ -115,8 +164,13 @@ impl ViewerApp {
                 (lesion.report, lesion.progress, lesion.waiting) = (Some(r), None, false);
             }
             Ok(Reply::Progress(d, t)) => lesion.progress = Some((d, t)),
+            Ok(Reply::Probing(d, t)) => self.probing = Some((d, t)),
+            Ok(Reply::ProbeCancelled) => {
+                (lesion.waiting, self.probing) = (false, None);
+                self.status = "probe cancelled: the maps show the weights only (Probe again from Figure 2)".into();
+            }
             Err(e) => {
-                (lesion.progress, lesion.waiting) = (None, false);
+                (lesion.progress, lesion.waiting, self.probing) = (None, false, None);
                 self.error = Some(format!("{e:#}"));
             }
         }

@@ -7,9 +7,10 @@ use eframe::egui::{self, Vec2};
 use super::{title, Out, Shown};
 use crate::colormap::Scale;
 use crate::figures::Grid;
+use crate::recipe::{ExampleKind, EXAMPLES};
 use crate::snapshot::Array;
 use crate::view::command::Command;
-use crate::view::heatmap::Heatmap;
+use crate::view::heatmap::{Heatmap, Link};
 use crate::view::store::Store;
 
 /// Which layer × unit map the comparison shows.
@@ -81,6 +82,8 @@ pub struct ComparePanel {
     /// B is being opened.
     pub loading: bool,
     maps: [Heatmap<MapKey>; 3],
+    /// The three maps' shared zoom, pan and crosshair.
+    pub link: Link,
 }
 
 impl ComparePanel {
@@ -109,7 +112,16 @@ impl ComparePanel {
             }
         });
         let Some(other) = &self.other else {
-            ui.label("Open a second recording (B) to compare the open one (A) with it, map by map.");
+            ui.label("Open a second recording (B) to compare the open one (A) with it, map by map:");
+            let bundled = EXAMPLES.iter().filter(|e| e.kind == ExampleKind::Recording).map(|e| (e.label.to_string(), e.file()));
+            let recent =
+                shown.recent.iter().filter(|p| p.extension().is_some_and(|x| x == "gsrec")).map(|p| (p.display().to_string(), p.clone()));
+            for (label, path) in bundled.chain(recent).take(10) {
+                if ui.button(format!("B = {label}")).clicked() {
+                    self.other_path = path.display().to_string();
+                    out.push(Command::OpenOther(path));
+                }
+            }
             return;
         };
         ui.horizontal(|ui| {
@@ -133,21 +145,22 @@ impl ComparePanel {
             quantity: q,
             sample: shown.sample,
         };
-        let short = |s: &str| s.rsplit('/').next().unwrap_or_default().to_string();
-        let step = |s: &Store, i: usize| s.snapshots.get(i).map_or(0, |s| s.step);
-        let titles = [
-            format!("A: {} (step {})", short(&shown.store.source), step(shown.store, shown.current)),
-            format!("B: {} (step {})", short(&other.source), step(other, bi)),
-        ];
-        let size = Vec2::new(170.0, 360.0);
+        let titles = [title_of("A", shown.store, shown.current), title_of("B", other, bi)];
+        let avail = ui.available_size();
+        let size = Vec2::new((avail.x / 3.0 - ui.spacing().item_spacing.x).max(120.0), (avail.y - 50.0).max(160.0));
         let [map_a, map_b, map_diff] = &mut self.maps;
+        let link = &mut self.link;
+        let mut hover = None;
         ui.horizontal_top(|ui| {
             for (map, grid, heading, id) in [(map_a, &a, &titles[0], "cmp-0"), (map_b, &b, &titles[1], "cmp-1")] {
                 ui.vertical(|ui| {
                     title(ui, heading.as_str());
                     match grid {
                         Some(g) => {
-                            map.show(ui, id, key, g, q.scale(g.values), size);
+                            let r = map.show_linked(ui, id, key, g, q.scale(g.values), size, true, link);
+                            if let (Some(h), Some(resp)) = (r.hovered, r.response) {
+                                hover = Some((resp, h));
+                            }
                         }
                         None => {
                             ui.label("(not in this recording)");
@@ -155,19 +168,40 @@ impl ComparePanel {
                     }
                 });
             }
-            ui.vertical(|ui| difference(ui, map_diff, key, a, b, size));
+            ui.vertical(|ui| difference(ui, map_diff, key, &a, &b, size, link));
         });
+        if let Some(l) = link.end_frame(ui.input(|i| i.time)) {
+            out.push(Command::Inspect(l));
+        }
+        if let Some((resp, (layer, col, _))) = hover {
+            resp.on_hover_text(cell_text(&a, &b, layer, col));
+        }
     }
 }
 
+/// The tooltip of a cell: A, B and A minus B there.
+fn cell_text(a: &Option<Grid>, b: &Option<Grid>, layer: usize, col: usize) -> String {
+    let at = |g: &Option<Grid>| g.as_ref().and_then(|g| layer.checked_sub(g.first_layer).and_then(|r| g.at(r, col)));
+    let v = |x: Option<f32>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let (va, vb) = (at(a), at(b));
+    let d = va.zip(vb).map(|(x, y)| x - y);
+    format!("layer {layer}, unit {col}\nA: {}\nB: {}\nA minus B: {}", v(va), v(vb), v(d))
+}
+
+/// "A: run.gsrec (step 9360)".
+fn title_of(which: &str, store: &Store, i: usize) -> String {
+    let name = store.source.rsplit('/').next().unwrap_or_default();
+    format!("{which}: {name} (step {})", store.snapshots.get(i).map_or(0, |s| s.step))
+}
+
 /// A minus B, when both maps exist and have one shape.
-fn difference(ui: &mut egui::Ui, map: &mut Heatmap<MapKey>, key: MapKey, a: Option<Grid>, b: Option<Grid>, size: Vec2) {
+fn difference(ui: &mut egui::Ui, map: &mut Heatmap<MapKey>, key: MapKey, a: &Option<Grid>, b: &Option<Grid>, size: Vec2, link: &mut Link) {
     title(ui, "A minus B");
     match (a, b) {
         (Some(a), Some(b)) if (a.rows, a.cols) == (b.rows, b.cols) => {
             let d: Vec<f32> = a.values.iter().zip(b.values).map(|(x, y)| x - y).collect();
-            let grid = Grid { values: &d, ..a };
-            map.show(ui, "cmp-diff", key, &grid, Scale::symmetric(&d), size);
+            let grid = Grid { values: &d, ..*a };
+            map.show_linked(ui, "cmp-diff", key, &grid, Scale::symmetric(&d), size, true, link);
             let max = d.iter().filter(|v| v.is_finite()).fold(0f32, |m, v| m.max(v.abs()));
             ui.label(format!("largest |A - B|: {max:.4}"));
         }

@@ -7,7 +7,7 @@ use super::{title, Out, Shown};
 use crate::colormap::Scale;
 use crate::figures::{self, Grid, Sample};
 use crate::view::command::Command;
-use crate::view::heatmap::Heatmap;
+use crate::view::heatmap::{Heatmap, Link};
 use crate::view::worker::SampleTrace;
 
 /// Which picture a Figure-2 map shows.
@@ -36,6 +36,8 @@ pub struct Figure2Panel {
     /// Conv nets: the traced example's spatial T map shown, (gated layer index, channel).
     pub spatial_pick: (usize, usize),
     spatial_map: Heatmap<(u64, usize, usize, usize)>,
+    /// The four maps' shared zoom, pan and crosshair.
+    pub link: Link,
 }
 
 impl Default for Figure2Panel {
@@ -46,11 +48,17 @@ impl Default for Figure2Panel {
             example_index: 0,
             spatial_pick: (0, 0),
             spatial_map: Heatmap::with_axes("row", "column"),
+            link: Link::default(),
         }
     }
 }
 
 impl Figure2Panel {
+    /// Where the four maps' cells were drawn last.
+    pub fn map_rects(&self) -> Vec<egui::Rect> {
+        self.maps.iter().filter_map(|m| m.last_rect).collect()
+    }
+
     pub fn uploads(&self) -> usize {
         self.maps.iter().map(|h| h.uploads).sum::<usize>() + self.spatial_map.uploads
     }
@@ -76,7 +84,12 @@ impl Figure2Panel {
         }
         let fig = figures::figure2(header, snap, sample);
         let key = MapKey { generation: shown.store.generation, snapshot: shown.current, whose };
-        let size = Vec2::new(150.0, 360.0);
+        let spatial = shown.example.filter(|ex| !ex.spatial.is_empty());
+        let avail = ui.available_size();
+        let side = if spatial.is_some() { 240.0 } else { 0.0 };
+        let spacing = ui.spacing().item_spacing.x;
+        let size = Vec2::new(((avail.x - side) / 4.0 - spacing).max(120.0), (avail.y - 48.0).max(160.0));
+        let mut hovered = None;
         ui.horizontal_top(|ui| {
             for (i, map) in fig.maps.iter().enumerate() {
                 // the two probe-set maps do not depend on the sample
@@ -84,18 +97,34 @@ impl Figure2Panel {
                 let heading =
                     if i >= 2 { map.title.split(" (").next().unwrap_or_default().to_string() + " (sample)" } else { map.title.clone() };
                 ui.vertical(|ui| {
+                    ui.set_width(size.x);
                     title(ui, heading);
-                    ui.label(egui::RichText::new(format!("rows: layers (first on top), columns: {}s", map.across)).small());
+                    let hint = if self.link.is_zoomed() {
+                        "zoomed: wheel, drag; double-click resets"
+                    } else {
+                        "wheel: zoom, drag: pan, click a row: inspect the layer"
+                    };
+                    ui.label(egui::RichText::new(hint).small());
                     self.maps[i].axes = ("layer", map.across);
-                    self.maps[i].show(ui, &format!("fig2-{i}"), key, &map.grid, map.scale, size);
+                    let r = self.maps[i].show_linked(ui, &format!("fig2-{i}"), key, &map.grid, map.scale, size, true, &mut self.link);
+                    if r.hovered.is_some() {
+                        hovered = r.response.map(|resp| (resp, r.hovered));
+                    }
                 });
             }
-            if let Some(ex) = shown.example.filter(|ex| !ex.spatial.is_empty()) {
+            if let Some(ex) = spatial {
                 ui.separator();
                 let first = header.gated_layers().first().copied().unwrap_or(1);
                 ui.vertical(|ui| self.spatial_gate_map(ui, ex, shown.store.generation, first));
             }
         });
+        let clicked = self.link.end_frame(ui.input(|i| i.time));
+        if let Some((resp, Some((layer, col, _)))) = hovered {
+            resp.on_hover_text(cell_text(&fig.maps, layer, col));
+        }
+        if let Some(layer) = clicked {
+            out.push(Command::Inspect(layer));
+        }
     }
 
     fn sample_picker(&mut self, ui: &mut egui::Ui, shown: &Shown, out: &mut Out) {
@@ -104,7 +133,8 @@ impl Figure2Panel {
         ui.horizontal(|ui| {
             if k > 0 {
                 let mut s = shown.sample.min(k - 1);
-                ui.add(egui::Slider::new(&mut s, 0..=k - 1).text("probe sample"));
+                ui.add(egui::Slider::new(&mut s, 0..=k - 1).text("probe sample"))
+                    .on_hover_text("One of the probe samples the recording keeps (spread over the classes; keys: up/down)");
                 if s != shown.sample {
                     out.push(Command::SelectSample(s));
                 }
@@ -122,10 +152,15 @@ impl Figure2Panel {
                     ui.image((t.id(), Vec2::new(56.0, 56.0)));
                 }
             }
+            let unprobed = shown.snapshot().is_some_and(|s| s.mean_gate.is_empty()) && shown.probing.is_none();
+            if shown.model.is_some() && unprobed && ui.button("Probe the model").on_hover_text("Run the probe set through it").clicked() {
+                out.push(Command::Probe);
+            }
             if let Some(m) = shown.model {
                 ui.separator();
                 let mut i = self.example_index;
-                ui.add(egui::DragValue::new(&mut i).range(0..=m.train_len.saturating_sub(1)).prefix("any training example #"));
+                ui.add(egui::DragValue::new(&mut i).range(0..=m.train_len.saturating_sub(1)).prefix("any training example #"))
+                    .on_hover_text("Run any training example through the model and show its T and block outputs");
                 if i != self.example_index || ui.button("trace").clicked() {
                     self.example_index = i;
                     out.push(Command::TraceExample(i));
@@ -158,6 +193,21 @@ impl Figure2Panel {
         let grid = Grid { rows: h, cols: w, values: plane, first_layer: 0 };
         self.spatial_map.show(ui, "spatial-gate", (generation, ex.index, l, c), &grid, Scale::unit(), Vec2::new(200.0, 200.0));
     }
+}
+
+/// The tooltip of a cell: its value in each of the maps that has that layer.
+pub fn cell_text(maps: &[figures::Map], layer: usize, col: usize) -> String {
+    let across = maps.first().map_or("unit", |m| m.across);
+    let mut text = format!("layer {layer}, {across} {col}");
+    for m in maps {
+        let v = layer.checked_sub(m.grid.first_layer).and_then(|row| m.grid.at(row, col));
+        let name = m.title.split(" (").next().unwrap_or_default();
+        text += &match v {
+            Some(v) => format!("\n{name}: {v:.4}"),
+            None => format!("\n{name}: -"),
+        };
+    }
+    text
 }
 
 /// A dataset image (grey or RGB) as a texture.

@@ -5,6 +5,7 @@ use eframe::egui;
 
 use super::{Out, Shown};
 use crate::figures;
+use crate::recipe::{Example, ExampleKind};
 use crate::report::LesionReport;
 use crate::view::command::Command;
 
@@ -38,6 +39,15 @@ impl LesionPanel {
         let Some(r) = &self.report else {
             if shown.model.is_none() {
                 ui.label("Open a model file to lesion it live, or a lesion report (gatescope lesion --out FILE.json).");
+                let (model, report) = (Example::first(ExampleKind::Model), Example::first(ExampleKind::LesionReport));
+                if ui.button("Open the bundled 50-layer model, to lesion it live").on_hover_text(model.path).clicked() {
+                    out.push(Command::Open(model.file()));
+                }
+                if ui.button(format!("Open the bundled {}", report.label.to_lowercase())).on_hover_text(report.path).clicked() {
+                    out.push(Command::Open(report.file()));
+                }
+            } else if !lesionable.is_empty() && self.progress.is_none() {
+                ui.label("Lesion every layer in turn to draw Figure 4 for this model (above), or one layer to see its maps change.");
             }
             return;
         };
@@ -92,18 +102,20 @@ fn plot(ui: &mut egui::Ui, fig: &figures::Figure4, lesioned: Option<usize>) -> O
         .collect();
     let test: egui_plot::PlotPoints = fig.test.iter().map(|&(l, e)| [l as f64, e]).collect::<Vec<_>>().into();
     let ((bt, bt_label), (be, be_label)) = (fig.baseline_train.clone(), fig.baseline_test.clone());
+    let baseline = ui.visuals().text_color();
     let resp = egui_plot::Plot::new("lesions")
         .legend(egui_plot::Legend::default())
         .x_axis_label(fig.x_label)
         .y_axis_label(fig.y_label)
         .include_y(0.0)
+        .y_axis_min_width(52.0)
         .allow_drag(false)
         .allow_zoom(false)
         .height((ui.available_height() - 10.0).max(200.0))
         .show(ui, |p| {
             p.bar_chart(egui_plot::BarChart::new(fig.train_label.as_str(), bars).color(egui::Color32::from_rgb(59, 81, 139)));
             p.line(egui_plot::Line::new(fig.test_label.as_str(), test).color(LESIONED));
-            p.hline(egui_plot::HLine::new(bt_label, bt).style(egui_plot::LineStyle::dashed_loose()).color(egui::Color32::BLACK));
+            p.hline(egui_plot::HLine::new(bt_label, bt).style(egui_plot::LineStyle::dashed_loose()).color(baseline));
             p.hline(egui_plot::HLine::new(be_label, be).style(egui_plot::LineStyle::dashed_dense()).color(LESIONED));
         });
     if !resp.response.clicked() {

@@ -14,7 +14,7 @@ mod timeline;
 
 pub use compare::{ComparePanel, Quantity};
 pub use figure2::Figure2Panel;
-pub use figure3::{Enlarged, Figure3Panel};
+pub use figure3::{Figure3Panel, Layout as Figure3Layout};
 pub use layers::LayersPanel;
 pub use lesion::LesionPanel;
 pub use side::{SidePanel, TrainForm};
@@ -39,6 +39,14 @@ pub struct Shown<'a> {
     pub model: Option<&'a ModelSession>,
     /// The layer whose gates are closed in the open model.
     pub lesioned: Option<usize>,
+    /// Progress of the open model's probe pass: (examples done, total).
+    pub probing: Option<(usize, usize)>,
+    /// The open model belongs to the open recording.
+    pub attached: bool,
+    /// A run trained in the viewer can be saved elsewhere.
+    pub last_run: bool,
+    /// Files opened lately, newest first.
+    pub recent: &'a [std::path::PathBuf],
     pub training: bool,
     pub listening: bool,
 }
@@ -75,7 +83,8 @@ impl Panels {
 
     /// A new run is shown: forget what belonged to the old one.
     pub fn reset_for_new_run(&mut self) {
-        self.figure3.enlarged = None;
+        self.figure3.reset_for_new_run();
+        self.figure2.link.reset();
     }
 }
 

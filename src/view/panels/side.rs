@@ -68,7 +68,13 @@ impl SidePanel {
             ui.label(format!("{} net, depth {}, width {}", a.family.label(), a.depth, a.width));
             ui.label(format!("{}, gate bias {}", a.activation.name(), a.gate_bias));
             ui.label(format!("{} on {}", h.card.dataset.name.name(), h.probe_size));
-            ui.label(format!("{} snapshots", shown.store.snapshots.len()));
+            let n = shown.store.snapshots.len();
+            ui.label(format!("{n} snapshot{}", if n == 1 { "" } else { "s" }));
+        }
+        if let Some(m) = shown.model {
+            let name = m.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let how = if shown.attached { "attached: trace and lesion it" } else { "open" };
+            ui.label(format!("model {name} ({how})")).on_hover_text(m.path.display().to_string());
         }
         ui.label(status);
         ui.separator();
@@ -77,7 +83,8 @@ impl SidePanel {
             let label = ui.label("address");
             ui.text_edit_singleline(listen_addr).labelled_by(label.id);
         });
-        if !shown.listening && ui.button("Listen for trainers").clicked() {
+        let listen = ui.add_enabled(!shown.listening, egui::Button::new("Listen for trainers"));
+        if listen.on_hover_text("Accept `gatescope train --connect` or a Python gatescope.Writer at this address").clicked() {
             out.push(Command::Listen);
         }
         ui.separator();
@@ -87,7 +94,7 @@ impl SidePanel {
             if ui.button("Stop training").clicked() {
                 out.push(Command::StopTraining);
             }
-        } else if ui.button("Start training").clicked() {
+        } else if ui.button("Start training").on_hover_text("Train on MNIST here; the run is kept under runs/ with its model").clicked() {
             out.push(Command::StartTraining(Box::new(self.form.config()), self.form.cadence()));
         }
     }
@@ -103,8 +110,9 @@ impl SidePanel {
         if f.arch != before {
             f.width = default_width(f.arch);
         }
-        ui.add(egui::DragValue::new(&mut f.depth).range(2..=200).prefix("depth "));
-        ui.add(egui::DragValue::new(&mut f.width).range(2..=512).prefix("width "));
+        ui.add(egui::DragValue::new(&mut f.depth).range(2..=200).prefix("depth "))
+            .on_hover_text("Hidden layers, counting the plain first layer (the paper's Figure 2: 50)");
+        ui.add(egui::DragValue::new(&mut f.width).range(2..=512).prefix("width ")).on_hover_text("Units per layer (conv nets: channels)");
         let mut own = f.gate_bias.is_some();
         let default = default_gate_bias(f.arch);
         ui.checkbox(&mut own, "own gate bias").on_hover_text(format!("otherwise the family's default: {default}"));
@@ -121,9 +129,11 @@ impl SidePanel {
                 ui.label(format!("gate bias {default} (default)"));
             }
         }
-        ui.add(egui::DragValue::new(&mut f.lr).range(1e-4..=1.0).speed(0.001).prefix("lr "));
+        ui.add(egui::DragValue::new(&mut f.lr).range(1e-4..=1.0).speed(0.001).prefix("lr "))
+            .on_hover_text("SGD learning rate (momentum 0.9)");
         ui.add(egui::DragValue::new(&mut f.epochs).range(1..=200).prefix("epochs "));
-        ui.add(egui::DragValue::new(&mut f.every_steps).range(1..=10_000).prefix("snapshot every ").suffix(" steps"));
+        ui.add(egui::DragValue::new(&mut f.every_steps).range(1..=10_000).prefix("snapshot every ").suffix(" steps"))
+            .on_hover_text("How often the gates are probed and drawn (and recorded under runs/)");
     }
 }
 

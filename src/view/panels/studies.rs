@@ -2,8 +2,10 @@
 
 use eframe::egui;
 
-use super::title;
+use super::{title, Out};
+use crate::recipe::{Example, ExampleKind};
 use crate::report::{Report, RunResult};
+use crate::view::command::Command;
 
 #[derive(Default)]
 pub struct StudiesPanel {
@@ -12,9 +14,15 @@ pub struct StudiesPanel {
 }
 
 impl StudiesPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, out: &mut Out) {
         let Some(report) = &self.report else {
             ui.label("Open a sweep or ablation report (gatescope sweep / gatescope ablate write runs/sweep.json and runs/ablation.json).");
+            for kind in [ExampleKind::SweepReport, ExampleKind::AblationReport] {
+                let e = Example::first(kind);
+                if ui.button(format!("Open the bundled {}", e.label.to_lowercase())).on_hover_text(e.path).clicked() {
+                    out.push(Command::Open(e.file()));
+                }
+            }
             return;
         };
         let (heading, runs): (String, &[RunResult]) = match report {
@@ -31,6 +39,7 @@ impl StudiesPanel {
             .legend(egui_plot::Legend::default())
             .x_axis_label("epoch")
             .y_axis_label("log10 training cross-entropy")
+            .y_axis_min_width(52.0)
             .height((ui.available_height() - 10.0).max(200.0))
             .show(ui, |p| {
                 for r in runs {

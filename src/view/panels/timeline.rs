@@ -33,11 +33,12 @@ impl TimelinePanel {
         let n = snaps.len();
         ui.horizontal(|ui| {
             let label = if self.playing { "Pause" } else { "Play" };
-            if ui.button(label).clicked() {
+            if ui.button(label).on_hover_text("Step through the snapshots, one every 0.3 s (keys: left/right arrows)").clicked() {
                 self.playing = !self.playing;
             }
             let mut follow = shown.follow_live;
-            if ui.checkbox(&mut follow, "follow live").changed() {
+            let check = ui.checkbox(&mut follow, "follow live").on_hover_text("Keep showing the newest snapshot as a live run streams in");
+            if check.changed() {
                 out.push(Command::Select { index: if follow { n.saturating_sub(1) } else { shown.current }, follow });
             }
             if n > 0 {
@@ -55,14 +56,28 @@ impl TimelinePanel {
             snaps.iter().filter(|s| f(s).is_finite()).map(|s| [s.step as f64, f(s)]).collect::<Vec<_>>().into()
         };
         let current_step = snaps.get(shown.current).map_or(0.0, |s| s.step as f64);
-        let plot = egui_plot::Plot::new("curves")
+        let mut plot = egui_plot::Plot::new("curves")
             .legend(egui_plot::Legend::default())
             .x_axis_label("step")
+            .y_axis_min_width(40.0)
+            .include_y(0.0)
             .height(ui.available_height().max(80.0));
+        if n <= 1 {
+            // one snapshot: a point on an axis from 0, not a range of one step
+            plot = plot.include_x(0.0).include_x((current_step * 1.1).max(10.0)).include_y(1.0);
+        }
         plot.show(ui, |p| {
-            p.line(egui_plot::Line::new("train loss", pts(&|s| s.train_loss)));
-            p.line(egui_plot::Line::new("train accuracy", pts(&|s| s.train_accuracy)));
-            p.line(egui_plot::Line::new("test accuracy", pts(&|s| s.test_accuracy)));
+            for (name, f) in [
+                ("train loss", &(|s: &Snapshot| s.train_loss) as &dyn Fn(&Snapshot) -> f64),
+                ("train accuracy", &|s: &Snapshot| s.train_accuracy),
+                ("test accuracy", &|s: &Snapshot| s.test_accuracy),
+            ] {
+                if n <= 1 {
+                    p.points(egui_plot::Points::new(name, pts(f)).radius(4.0));
+                } else {
+                    p.line(egui_plot::Line::new(name, pts(f)));
+                }
+            }
             p.vline(egui_plot::VLine::new("current snapshot", current_step));
         });
     }
