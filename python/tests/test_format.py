@@ -45,6 +45,8 @@ def test_a_python_written_recording_reads_back_and_opens_in_gatescope(tmp_path):
             w.write(s)
     back = gatescope.read(str(out))
     assert len(back.snapshots) == 5 and back.header.card == rec.header.card
+    # the header names the run's model, and the name survives a Python rewrite
+    assert rec.header.model == back.header.model == "default.safetensors"
     for a, b in zip(rec.snapshots, back.snapshots):
         assert np.array_equal(a.mean_gate, b.mean_gate)  # f32: exact
         assert a.step == b.step and a.layers == b.layers
@@ -54,6 +56,7 @@ def test_a_python_written_recording_reads_back_and_opens_in_gatescope(tmp_path):
             assert np.abs(x - y).max() <= span / top * 0.5 + 1e-6, name  # re-quantised: within half a level
     info = json.loads(run("info", out, "--json").stdout)
     assert info["snapshots"] == 5 and info["card"]["arch"]["depth"] == 50 and info["torn_tail_bytes"] is None
+    assert info["model"] == "default.safetensors" and info["model_found"] is None  # not beside the copy
 
 
 def test_torn_tail_is_reported_and_every_complete_frame_kept(tmp_path):

@@ -130,11 +130,49 @@ pub struct ExportTorchArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ViewArgs {
-    /// A recording, a model (gatescope or a PyTorch import spec) or a report [default: the bundled recordings/default.gsrec]
-    pub path: Option<PathBuf>,
+    /// Recordings, models (gatescope or PyTorch import specs) or reports, opened in turn (a
+    /// report fills its own tab) [default: the bundled recordings/default.gsrec]
+    pub paths: Vec<PathBuf>,
+    /// The tab shown first
+    #[arg(long, value_enum)]
+    pub tab: Option<ViewTab>,
+    /// A second recording to compare the first with (the "Compare runs" tab)
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
     /// Accept trainers (`gatescope train --connect`) on ADDR (loopback unless you say otherwise)
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::stream::DEFAULT_ADDR)]
     pub listen: Option<String>,
+}
+
+/// The viewer's tabs, as `view --tab` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewTab {
+    /// Figure 2: gates per layer
+    Figure2,
+    /// Figure 3: classes
+    Figure3,
+    /// The layer inspector
+    Layers,
+    /// Figure 4: lesions
+    Lesion,
+    /// Sweep / ablation reports
+    Studies,
+    /// Two runs side by side
+    Compare,
+}
+
+impl ViewTab {
+    pub fn tab(self) -> crate::view::command::Tab {
+        use crate::view::command::Tab;
+        match self {
+            ViewTab::Figure2 => Tab::Figure2,
+            ViewTab::Figure3 => Tab::Figure3,
+            ViewTab::Layers => Tab::Layers,
+            ViewTab::Lesion => Tab::Lesion,
+            ViewTab::Studies => Tab::Studies,
+            ViewTab::Compare => Tab::Compare,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::args::{
-    AblateArgs, BenchArgs, EvalArgs, ExportArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs,
+    AblateArgs, BenchArgs, EvalArgs, ExportArgs, InfoArgs, LesionArgs, ProbeArgs, StudyArgs, SweepArgs, TrainArgs, ViewArgs, ViewTab,
 };
 use super::progress::{self, StudyBars, TrainBars};
 use crate::data;
@@ -23,14 +23,17 @@ use crate::sweep;
 use crate::train::Tensors;
 
 pub fn view_cmd(a: ViewArgs) -> anyhow::Result<ExitCode> {
-    let path = a.path.unwrap_or_else(crate::recipe::default_recording);
-    anyhow::ensure!(path.exists(), "{}: no such file", path.display());
+    let paths = if a.paths.is_empty() { vec![crate::recipe::default_recording()] } else { a.paths };
+    for p in paths.iter().chain(&a.compare) {
+        anyhow::ensure!(p.exists(), "{}: no such file", p.display());
+    }
     if let Some(addr) = &a.listen {
         if !is_loopback(addr) {
             eprintln!("note: listening on {addr}, which other machines may reach");
         }
     }
-    crate::view::run(crate::view::ViewOptions { path: Some(path), listen: a.listen })?;
+    let tab = a.tab.map(ViewTab::tab);
+    crate::view::run(crate::view::ViewOptions { paths, listen: a.listen, tab, compare: a.compare })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -50,6 +50,8 @@ pub struct ViewerApp {
     pub last_run: Option<(PathBuf, PathBuf)>,
     /// The window title last set.
     title: String,
+    /// A tab asked for on the command line: opening a report does not switch away from it.
+    pinned_tab: bool,
     listener: Option<Listener>,
     /// Files being opened into the main view.
     opening: usize,
@@ -81,6 +83,7 @@ impl ViewerApp {
             runs_dir: PathBuf::from(crate::recipe::RUNS_DIR),
             last_run: None,
             title: String::new(),
+            pinned_tab: false,
             listener: None,
             opening: 0,
             events,
@@ -101,6 +104,11 @@ impl ViewerApp {
         self.set_store(Store::from_recording(rec, path.display().to_string()));
         self.remember(path.to_path_buf());
         Ok(())
+    }
+
+    /// Shows `tab`, and keeps showing it while the files given with it open.
+    pub fn pin_tab(&mut self, tab: Tab) {
+        (self.tab, self.pinned_tab) = (tab, true);
     }
 
     pub fn queue(&mut self, c: Command) {

@@ -299,13 +299,15 @@ fn crosshair(painter: &egui::Painter, rect: Rect, grid: &Grid, link: &Link) {
     let (c0, c1) = (link.x[0] * grid.cols as f32, link.x[1] * grid.cols as f32);
     let y = |r: f32| rect.top() + (r - r0) / (r1 - r0) * rect.height();
     let x = |c: f32| rect.left() + (c - c0) / (c1 - c0) * rect.width();
-    let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(255, 255, 255, 200));
+    // a dark line under a light one: visible on viridis and on the diverging map's white
+    let (under, over) = (Stroke::new(2.5, Color32::from_black_alpha(170)), Stroke::new(1.0, Color32::from_white_alpha(230)));
     let clip = |r: Rect| r.intersect(rect);
     let row_band = clip(Rect::from_min_max(egui::pos2(rect.left(), y(row as f32)), egui::pos2(rect.right(), y(row as f32 + 1.0))));
     let col_band = clip(Rect::from_min_max(egui::pos2(x(col as f32), rect.top()), egui::pos2(x(col as f32 + 1.0), rect.bottom())));
     for band in [row_band, col_band] {
         if band.is_positive() {
-            painter.rect_stroke(band, 0.0, stroke, egui::StrokeKind::Inside);
+            painter.rect_stroke(band, 0.0, under, egui::StrokeKind::Middle);
+            painter.rect_stroke(band, 0.0, over, egui::StrokeKind::Middle);
         }
     }
 }

@@ -23,8 +23,13 @@ pub use app::ViewerApp;
 
 /// How `gatescope view` starts.
 pub struct ViewOptions {
-    pub path: Option<PathBuf>,
+    /// Files opened in turn (reports fill their own tabs).
+    pub paths: Vec<PathBuf>,
     pub listen: Option<String>,
+    /// The tab shown first (else the one shown last time).
+    pub tab: Option<command::Tab>,
+    /// A second recording to compare with.
+    pub compare: Option<PathBuf>,
 }
 
 /// Opens the viewer window and blocks until it is closed.
@@ -38,8 +43,14 @@ pub fn run(opts: ViewOptions) -> anyhow::Result<()> {
         native,
         Box::new(move |cc| {
             let mut app = ViewerApp::from_storage(cc.storage);
-            if let Some(p) = opts.path {
+            for p in opts.paths {
                 app.queue(app::Command::Open(p));
+            }
+            if let Some(p) = opts.compare {
+                app.queue(app::Command::OpenOther(p));
+            }
+            if let Some(tab) = opts.tab {
+                app.pin_tab(tab);
             }
             if let Some(addr) = opts.listen {
                 app.listen(&addr);

@@ -388,12 +388,59 @@ fn human_output_has_no_rust_debug_text() {
             dir.path().join("m.safetensors").into(),
         ],
     ];
-    for args in runs {
+    // the studies, the lesion, the bench and the rest, on a tiny model and tiny budgets
+    let tiny = dir.path().join("tiny.safetensors");
+    let tiny_rec = dir.path().join("tiny.gsrec");
+    let small = |more: &[&str]| -> Vec<std::ffi::OsString> { more.iter().map(|s| s.into()).collect() };
+    let d = |name: &str| -> std::ffi::OsString { dir.path().join(name).into() };
+    let mut studies: Vec<Vec<std::ffi::OsString>> = vec![
+        [
+            small(&["train", "--quiet", "--depth", "4", "--width", "8", "--max-steps", "20", "--every", "10steps", "--record"]),
+            vec![tiny_rec.clone().into(), "--out".into(), tiny.clone().into()],
+        ]
+        .concat(),
+        vec!["lesion".into(), tiny.clone().into()],
+        vec!["lesion".into(), tiny_rec.clone().into()],
+        [
+            small(&["sweep", "--depths", "3", "--families", "highway,plain", "--width", "8", "--epochs", "1"]),
+            small(&["--train-examples", "256", "--test-examples", "256", "--out"]),
+            vec![d("s.json")],
+        ]
+        .concat(),
+        [
+            small(&[
+                "ablate",
+                "--depth",
+                "3",
+                "--width",
+                "8",
+                "--epochs",
+                "1",
+                "--train-examples",
+                "256",
+                "--test-examples",
+                "256",
+                "--out",
+            ]),
+            vec![d("a.json")],
+        ]
+        .concat(),
+        small(&["bench", "--steps", "5", "--warmup", "1", "--rounds", "1"]),
+        [small(&["export"]), vec![tiny_rec.clone().into()], small(&["--figure", "3", "--animate"]), vec![d("t.gif")]].concat(),
+        [small(&["dump"]), vec![tiny_rec.clone().into()], small(&["--out"]), vec![d("t.safetensors")]].concat(),
+        [small(&["export-torch"]), vec![tiny.clone().into()], small(&["--out"]), vec![d("torch")]].concat(),
+        [small(&["info"]), vec![d("s.json")]].concat(),
+    ];
+    studies.extend(runs);
+    for args in studies {
         let out = gatescope().args(&args).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         for debug in ["Some(", "None", "Highway", "Conv ", "Tanh", "Relu", "Mnist", "Adaptive", "Corrupt {", "Error {"] {
             assert!(!text.contains(debug), "{args:?} prints {debug:?}: {text}");
         }
+    }
+    for made in ["tiny.safetensors", "s.json", "a.json", "t.gif", "t.safetensors", "torch/model.safetensors"] {
+        assert!(dir.path().join(made).is_file(), "{made} was not written: a command above failed");
     }
     // nor a "-0.00" tick on Figure 3's colorbar
     let text = std::fs::read_to_string(&svg).unwrap();

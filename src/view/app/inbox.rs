@@ -68,13 +68,17 @@ impl ViewerApp {
             }
             Opened::Report(Report::Lesion(r)) => {
                 self.status = format!("opened report {}", path.display());
-                self.panels.lesion.report = Some(r);
-                self.tab = Tab::Lesion;
+                (self.panels.lesion.report, self.panels.lesion.of_model) = (Some(r), false);
+                if !self.pinned_tab {
+                    self.tab = Tab::Lesion;
+                }
             }
             Opened::Report(r) => {
                 self.status = format!("opened report {}", path.display());
                 self.panels.studies.report = Some(r);
-                self.tab = Tab::Studies;
+                if !self.pinned_tab {
+                    self.tab = Tab::Studies;
+                }
             }
         }
         self.remember(path);
@@ -85,7 +89,10 @@ impl ViewerApp {
         self.lesioned = None;
         (self.attached, self.timeline, self.probing) = (false, None, None);
         let lesion = &mut self.panels.lesion;
-        (lesion.report, lesion.progress, lesion.waiting) = (None, None, false);
+        if lesion.of_model {
+            lesion.report = None; // the closed model's; a report opened from a file stays
+        }
+        (lesion.progress, lesion.waiting) = (None, false);
     }
 
     fn opened_other(&mut self, path: PathBuf, result: anyhow::Result<Box<Opened>>) {
@@ -161,7 +168,7 @@ impl ViewerApp {
             }
             Ok(Reply::Lesions(r)) => {
                 self.status = format!("lesioned {} layers in {:.1} s", r.layers.len(), r.seconds);
-                (lesion.report, lesion.progress, lesion.waiting) = (Some(r), None, false);
+                (lesion.report, lesion.progress, lesion.waiting, lesion.of_model) = (Some(r), None, false, true);
             }
             Ok(Reply::Progress(d, t)) => lesion.progress = Some((d, t)),
             Ok(Reply::Probing(d, t)) => self.probing = Some((d, t)),

@@ -19,6 +19,8 @@ pub struct LesionPanel {
     pub waiting: bool,
     /// The layer in the lesion picker.
     pub pick: usize,
+    /// The report was computed from the open model (not opened from a file).
+    pub of_model: bool,
 }
 
 const LESIONED: egui::Color32 = egui::Color32::from_rgb(214, 96, 77);
