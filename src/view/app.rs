@@ -52,6 +52,9 @@ pub struct ViewerApp {
     title: String,
     /// A tab asked for on the command line: opening a report does not switch away from it.
     pinned_tab: bool,
+    /// With GATESCOPE_TIMING set: when the viewer started, and whether the first picture was
+    /// logged (until the probe's maps are drawn).
+    pub timing: Option<(std::time::Instant, bool)>,
     listener: Option<Listener>,
     /// Files being opened into the main view.
     opening: usize,
@@ -84,6 +87,7 @@ impl ViewerApp {
             last_run: None,
             title: String::new(),
             pinned_tab: false,
+            timing: None,
             listener: None,
             opening: 0,
             events,
@@ -339,6 +343,7 @@ impl ViewerApp {
             opening: self.opening > 0,
         };
         layout::draw(ui, &mut self.panels, &shown, &mut chrome, &mut out);
+        self.log_first_picture();
         self.pending.extend(out);
         self.set_title(&ctx);
         if self.panels.lesion.waiting || self.trainer.is_some() || self.probing.is_some() {
@@ -362,6 +367,22 @@ impl ViewerApp {
         if title != self.title {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
             self.title = title;
+        }
+    }
+
+    /// With GATESCOPE_TIMING set, prints how long after the start the first map was drawn,
+    /// and then the probe's maps.
+    fn log_first_picture(&mut self) {
+        let Some((t, first_logged)) = self.timing else { return };
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let drawn = self.panels.figure2.map_rects().len();
+        if drawn > 0 && !first_logged {
+            eprintln!("gatescope: first picture drawn {ms:.0} ms after start");
+            self.timing = Some((t, true));
+        }
+        if drawn == 4 && self.store.snapshots.first().is_some_and(|s| !s.mean_gate.is_empty()) {
+            eprintln!("gatescope: the probe's maps drawn {ms:.0} ms after start");
+            self.timing = None;
         }
     }
 

@@ -34,6 +34,7 @@ pub struct ViewOptions {
 
 /// Opens the viewer window and blocks until it is closed.
 pub fn run(opts: ViewOptions) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
     let native = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1280.0, 800.0]).with_title("gatescope"),
         ..Default::default()
@@ -43,6 +44,9 @@ pub fn run(opts: ViewOptions) -> anyhow::Result<()> {
         native,
         Box::new(move |cc| {
             let mut app = ViewerApp::from_storage(cc.storage);
+            if std::env::var_os("GATESCOPE_TIMING").is_some() {
+                app.timing = Some((start, false));
+            }
             for p in opts.paths {
                 app.queue(app::Command::Open(p));
             }
