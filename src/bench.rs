@@ -1,20 +1,84 @@
-//! `gatescope bench`: training throughput of the Figure-2 model on real MNIST batches, through
-//! the trainer's own step ([`crate::train::Stepper`]), fast path and autograd side by side.
+//! `gatescope bench`: training throughput on real MNIST batches through the trainer's own step
+//! ([`crate::train::Stepper`]): the Figure-2 model (fast path and autograd side by side) or the
+//! conv highway net of Table 1 (autograd); optionally the project's PyTorch references
+//! (`benches/pytorch/`) run as subprocesses, alternating with ours round by round.
 
 use std::time::Instant;
 
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
+use crate::arch::{Activation, Family};
 use crate::data;
-use crate::model::{Arch, Model};
-use crate::recipe::{ProbeOpts, CADENCE, RECIPE, THREADS};
+use crate::model::Model;
+use crate::recipe::{ProbeOpts, TrainConfig, CADENCE, RECIPE, THREADS};
 use crate::session::{self, CaptureOpts};
 use crate::train::{Stepper, Tensors};
+
+/// Which net is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BenchNet {
+    /// The Figure-2 MLP: 784 → 50 plain → 49 highway × 50 tanh → 10.
+    #[default]
+    Mlp,
+    /// The conv highway net of Table 1: 10 layers × 16 channels, relu, stages [3, 3, 3].
+    Conv,
+}
+
+impl BenchNet {
+    /// Timed and untimed steps per measurement when not given: (steps, warmup).
+    pub fn default_steps(self) -> (usize, usize) {
+        match self {
+            BenchNet::Mlp => (400, 40),
+            BenchNet::Conv => (60, 5),
+        }
+    }
+
+    fn config(self, batch_size: usize) -> TrainConfig {
+        match self {
+            BenchNet::Mlp => TrainConfig { batch_size, ..RECIPE },
+            BenchNet::Conv => {
+                TrainConfig { arch: Family::Conv, depth: 10, width: Some(16), activation: Activation::Relu, batch_size, ..RECIPE }
+            }
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            BenchNet::Mlp => "figure2: 784 → 50 plain → 49 highway × 50 tanh → 10",
+            BenchNet::Conv => "conv highway (Table 1): 3x3 conv 1 → 16, 9 highway layers × 16 channels in stages [3, 3, 3], relu → 10",
+        }
+    }
+
+    /// The project's PyTorch reference script and the variants timed: (label, flags).
+    fn references(self) -> (&'static str, &'static [(&'static str, &'static [&'static str])]) {
+        match self {
+            BenchNet::Mlp => (
+                "benches/pytorch/highway.py",
+                &[
+                    ("pytorch eager", &[]),
+                    ("pytorch eager, H|T fused", &["--fused"]),
+                    ("pytorch torch.compile, H|T fused", &["--fused", "--compile"]),
+                ],
+            ),
+            BenchNet::Conv => ("benches/pytorch/conv_highway.py", &[("pytorch eager", &[]), ("pytorch torch.compile", &["--compile"])]),
+        }
+    }
+}
+
+/// What ours is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reference {
+    /// A throughput measured elsewhere (samples/s).
+    Fixed(f64),
+    /// The project's PyTorch references, run by this Python (with torch), alternating with ours.
+    Python(std::path::PathBuf),
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOpts {
+    pub net: BenchNet,
     pub batch_size: usize,
     pub threads: usize,
     /// Timed training steps per measurement.
@@ -23,24 +87,34 @@ pub struct BenchOpts {
     pub warmup: usize,
     /// Measurements of each path; the best counts.
     pub rounds: usize,
-    /// A reference throughput to compute a ratio against.
-    pub reference: Option<f64>,
+    pub reference: Option<Reference>,
     /// Also measure recording's cost over this many epochs.
     pub record_epochs: Option<usize>,
 }
 
 impl Default for BenchOpts {
     fn default() -> Self {
+        let (steps, warmup) = BenchNet::Mlp.default_steps();
         BenchOpts {
+            net: BenchNet::Mlp,
             batch_size: RECIPE.batch_size,
             threads: THREADS,
-            steps: 400,
-            warmup: 40,
+            steps,
+            warmup,
             rounds: 3,
             reference: None,
             record_epochs: None,
         }
     }
+}
+
+/// One reference system's best round.
+#[derive(Debug, Serialize)]
+pub struct ReferenceRun {
+    pub system: String,
+    pub samples_per_s: f64,
+    /// Ours (the fast path; autograd for the conv net) over it.
+    pub ours_over_it: f64,
 }
 
 /// How far a bench has come, for a front-end's progress display.
@@ -60,13 +134,16 @@ pub struct BenchReport {
     pub threads: usize,
     pub steps: usize,
     pub rounds: usize,
-    /// Best round, fused kernel with hand-written backward.
-    pub fast_samples_per_s: f64,
+    /// Best round, fused kernel with hand-written backward (the MLP only).
+    pub fast_samples_per_s: Option<f64>,
     /// Best round, autograd over the same parameters.
     pub autograd_samples_per_s: f64,
-    pub fast_over_autograd: f64,
+    pub fast_over_autograd: Option<f64>,
+    /// A fixed reference throughput (`--reference N`) and ours over it.
     pub reference_samples_per_s: Option<f64>,
     pub fast_over_reference: Option<f64>,
+    /// The project's PyTorch references (`--reference python`), best round each.
+    pub references: Vec<ReferenceRun>,
     /// With `--record`: the cost of recording at the default cadence.
     pub recording: Option<RecordingCost>,
 }
@@ -129,9 +206,9 @@ pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, tick: &mut d
 }
 
 /// Samples/s of `steps` training steps after `warmup` untimed ones.
-pub fn measure(fast: bool, args: &BenchOpts, train: &Tensors, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<f64> {
-    let cfg = crate::recipe::TrainConfig { batch_size: args.batch_size, ..RECIPE };
-    let mut model = Model::new(Arch::figure2(), 0)?;
+pub fn measure(fast: bool, args: &BenchOpts, data: &data::Dataset, train: &Tensors, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<f64> {
+    let cfg = args.net.config(args.batch_size);
+    let mut model = Model::new(cfg.arch(data), 0)?;
     let mut stepper = Stepper::new(&model, &cfg, fast);
     let n = train.x.size()[0];
     let b = args.batch_size as i64;
@@ -156,29 +233,81 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
     tch::set_num_threads(args.threads as i32);
     let data = data::load(data::DatasetKind::Mnist, None)?;
     let train = Tensors::train(&data);
-    tick(Tick::Total((2 * args.rounds * (args.steps + args.warmup)) as u64));
-    let (mut fast, mut slow) = (0f64, 0f64);
-    // Alternate the two paths so that machine noise hits both alike.
-    for _ in 0..args.rounds {
-        fast = fast.max(measure(true, args, &train, tick)?);
-        slow = slow.max(measure(false, args, &train, tick)?);
+    let mlp = args.net == BenchNet::Mlp;
+    let paths = if mlp { 2 } else { 1 };
+    tick(Tick::Total((paths * args.rounds * (args.steps + args.warmup)) as u64));
+    let python = match &args.reference {
+        Some(Reference::Python(p)) => Some(p.as_path()),
+        _ => None,
+    };
+    let variants = args.net.references().1;
+    let (mut fast, mut slow, mut refs) = (0f64, 0f64, vec![0f64; variants.len()]);
+    // Alternate the paths (and the references) so that machine noise hits all alike.
+    for round in 0..args.rounds {
+        if let Some(py) = python {
+            for (best, (label, flags)) in refs.iter_mut().zip(variants) {
+                tick(Tick::Message(&format!("round {}: {label}", round + 1)));
+                *best = best.max(python_reference(py, args, flags)?);
+            }
+        }
+        if mlp {
+            fast = fast.max(measure(true, args, &data, &train, tick)?);
+        }
+        slow = slow.max(measure(false, args, &data, &train, tick)?);
         tick(Tick::Message(&format!("fast {fast:.0}/s, autograd {slow:.0}/s")));
     }
     let recording = match args.record_epochs {
         Some(epochs) => Some(recording_cost(epochs.max(1), args.threads, args.rounds, tick)?),
         None => None,
     };
+    let ours = if mlp { fast } else { slow };
+    let fixed = match args.reference {
+        Some(Reference::Fixed(r)) => Some(r),
+        _ => None,
+    };
+    let references = match python {
+        Some(_) => variants
+            .iter()
+            .zip(&refs)
+            .map(|((label, _), &r)| ReferenceRun { system: label.to_string(), samples_per_s: r, ours_over_it: ours / r })
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(BenchReport {
-        model: "figure2: 784 → 50 plain → 49 highway × 50 tanh → 10".into(),
+        model: args.net.describe().into(),
         batch_size: args.batch_size,
         threads: args.threads,
         steps: args.steps,
         rounds: args.rounds,
-        fast_samples_per_s: fast,
+        fast_samples_per_s: mlp.then_some(fast),
         autograd_samples_per_s: slow,
-        fast_over_autograd: fast / slow,
-        reference_samples_per_s: args.reference,
-        fast_over_reference: args.reference.map(|r| fast / r),
+        fast_over_autograd: mlp.then_some(fast / slow),
+        reference_samples_per_s: fixed,
+        fast_over_reference: fixed.map(|r| ours / r),
+        references,
         recording,
     })
+}
+
+/// Runs the project's PyTorch reference with `flags` under `python` and returns its samples/s.
+fn python_reference(python: &std::path::Path, args: &BenchOpts, flags: &[&str]) -> anyhow::Result<f64> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(args.net.references().0);
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(flags)
+        .args(["--threads", &args.threads.to_string(), "--batch-size", &args.batch_size.to_string()])
+        .args(["--steps", &args.steps.to_string(), "--warmup", &args.warmup.to_string()])
+        .output()
+        .map_err(|e| anyhow::anyhow!("running the PyTorch reference with {}: {e}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "the PyTorch reference {} {} failed: {}",
+        script.display(),
+        flags.join(" "),
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+    );
+    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("the PyTorch reference printed no JSON ({e})"))?;
+    v["samples_per_sec"].as_f64().ok_or_else(|| anyhow::anyhow!("the PyTorch reference printed no samples_per_sec"))
 }

@@ -275,24 +275,31 @@ pub struct InfoArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// The net timed: the Figure-2 MLP (fast path and autograd) or the conv highway net of
+    /// Table 1 (10 layers × 16 channels, relu)
+    #[arg(long, value_enum, default_value_t = BenchArch::Mlp)]
+    pub arch: BenchArch,
     /// Minibatch size
     #[arg(long, default_value_t = BenchOpts::default().batch_size)]
     pub batch_size: usize,
     /// Intra-op threads for libtorch
     #[arg(long, default_value_t = THREADS)]
     pub threads: usize,
-    /// Timed training steps per measurement
-    #[arg(long, default_value_t = BenchOpts::default().steps)]
-    pub steps: usize,
-    /// Untimed steps before each measurement
-    #[arg(long, default_value_t = BenchOpts::default().warmup)]
-    pub warmup: usize,
+    /// Timed training steps per measurement [default: 400 (mlp), 60 (conv)]
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Untimed steps before each measurement [default: 40 (mlp), 5 (conv)]
+    #[arg(long)]
+    pub warmup: Option<usize>,
     /// Measure repeatedly and report the best of this many rounds (robust to noise)
     #[arg(long, default_value_t = BenchOpts::default().rounds)]
     pub rounds: usize,
-    /// A reference throughput (e.g. from the PyTorch reference script) to compute a ratio against
-    #[arg(long)]
-    pub reference: Option<f64>,
+    /// What to compare with: a throughput in samples/s, or `python` (or the path of a Python
+    /// with torch) to run the project's PyTorch references (benches/pytorch/: eager, fused and
+    /// torch.compile; conv: eager and torch.compile) alternating with ours, round by round.
+    /// `python` means $GATESCOPE_PYTHON, else the venv of scripts/setup-python.sh, else python3
+    #[arg(long, value_name = "SAMPLES_PER_S|python|PYTHON")]
+    pub reference: Option<String>,
     /// Also measure the cost of recording: train EPOCHS epochs with and without
     /// `--record` at the default cadence, side by side
     #[arg(long, value_name = "EPOCHS", num_args = 0..=1, default_missing_value = "8")]
@@ -303,17 +310,52 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    pub fn opts(&self) -> BenchOpts {
-        BenchOpts {
+    pub fn opts(&self) -> anyhow::Result<BenchOpts> {
+        let net = match self.arch {
+            BenchArch::Mlp => crate::bench::BenchNet::Mlp,
+            BenchArch::Conv => crate::bench::BenchNet::Conv,
+        };
+        let (steps, warmup) = net.default_steps();
+        Ok(BenchOpts {
+            net,
             batch_size: self.batch_size,
             threads: self.threads,
-            steps: self.steps,
-            warmup: self.warmup,
+            steps: self.steps.unwrap_or(steps),
+            warmup: self.warmup.unwrap_or(warmup),
             rounds: self.rounds,
-            reference: self.reference,
+            reference: self.reference.as_deref().map(reference).transpose()?,
             record_epochs: self.record,
-        }
+        })
     }
+}
+
+/// `--reference`: a number, `python`, or a Python's path.
+fn reference(s: &str) -> anyhow::Result<crate::bench::Reference> {
+    use crate::bench::Reference;
+    if let Ok(r) = s.parse::<f64>() {
+        anyhow::ensure!(r.is_finite() && r > 0.0, "--reference {s}: a throughput must be a positive number of samples/s");
+        return Ok(Reference::Fixed(r));
+    }
+    let python = match s {
+        "python" => std::env::var_os("GATESCOPE_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+            let cache = std::env::var_os("GATESCOPE_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/gatescope")));
+            let venv = cache.map(|c| c.join("venv-torch-2.13.0/bin/python"));
+            venv.filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from("python3"))
+        }),
+        path => PathBuf::from(path),
+    };
+    Ok(Reference::Python(python))
+}
+
+/// `bench --arch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchArch {
+    /// The Figure-2 MLP
+    Mlp,
+    /// The conv highway net of Table 1
+    Conv,
 }
 
 #[derive(Debug, clap::Args)]

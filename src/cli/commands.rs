@@ -350,7 +350,7 @@ fn recording_info(path: &Path, json: bool, t: std::time::Instant) -> anyhow::Res
 pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     use crate::bench::Tick;
     let bar = progress::bar(0, "bench", a.json);
-    let r = crate::bench::run(&a.opts(), &mut |t| match t {
+    let r = crate::bench::run(&a.opts()?, &mut |t| match t {
         Tick::Total(n) => bar.set_length(n),
         Tick::Step => bar.inc(1),
         Tick::Message(m) => bar.set_message(m.to_string()),
@@ -361,11 +361,18 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{} | batch {} | {} threads | best of {} × {} steps", r.model, r.batch_size, r.threads, r.rounds, r.steps);
-    println!("fast path (fused H|T, hand-written backward): {:>8.0} samples/s", r.fast_samples_per_s);
-    println!("autograd path (same parameters):               {:>8.0} samples/s", r.autograd_samples_per_s);
-    println!("fast / autograd: {:.2}×", r.fast_over_autograd);
+    if let (Some(f), Some(x)) = (r.fast_samples_per_s, r.fast_over_autograd) {
+        println!("fast path (fused H|T, hand-written backward): {f:>8.0} samples/s");
+        println!("autograd path (same parameters):               {:>8.0} samples/s", r.autograd_samples_per_s);
+        println!("fast / autograd: {x:.2}×");
+    } else {
+        println!("gatescope (autograd):                           {:>8.0} samples/s", r.autograd_samples_per_s);
+    }
     if let (Some(rf), Some(x)) = (r.reference_samples_per_s, r.fast_over_reference) {
-        println!("reference: {rf:.0} samples/s; fast / reference: {x:.2}×");
+        println!("reference: {rf:.0} samples/s; gatescope / reference: {x:.2}×");
+    }
+    for p in &r.references {
+        println!("{:<46} {:>8.0} samples/s; gatescope / it: {:.2}×", format!("{}:", p.system), p.samples_per_s, p.ours_over_it);
     }
     if let Some(c) = &r.recording {
         println!(

@@ -525,3 +525,36 @@ fn a_recorded_run_names_its_model_and_animates_into_a_gif() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("an animation is drawn from a recording"));
 }
+
+/// `bench --reference python` runs the project's PyTorch references (real torch, from the venv
+/// of scripts/setup-python.sh, which scripts/test names in GATESCOPE_PYTHON) beside ours.
+#[test]
+fn bench_times_the_conv_net_beside_the_pytorch_references() {
+    let out = gatescope()
+        .args(["bench", "--arch", "conv", "--steps", "3", "--warmup", "1", "--rounds", "1", "--reference", "python", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["model"].as_str().unwrap().starts_with("conv highway"));
+    assert!(v["fast_samples_per_s"].is_null(), "the conv net has no fast path");
+    let ours = v["autograd_samples_per_s"].as_f64().unwrap();
+    assert!(ours > 10.0, "{ours}");
+    let refs = v["references"].as_array().unwrap();
+    let systems: Vec<&str> = refs.iter().map(|r| r["system"].as_str().unwrap()).collect();
+    assert_eq!(systems, ["pytorch eager", "pytorch torch.compile"]);
+    for r in refs {
+        let (s, x) = (r["samples_per_s"].as_f64().unwrap(), r["ours_over_it"].as_f64().unwrap());
+        assert!(s > 10.0 && (x - ours / s).abs() < 1e-9, "{r}");
+    }
+    // a Python that is not there: one clear error
+    let out = gatescope()
+        .args(["bench", "--arch", "conv", "--steps", "1", "--rounds", "1", "--reference", "/nonexistent/python"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("running the PyTorch reference with /nonexistent/python"), "{err}");
+    let out = gatescope().args(["bench", "--reference=-3"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a throughput must be a positive number"));
+}
