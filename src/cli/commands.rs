@@ -119,14 +119,14 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
     file::save(&out.model, &out.card, &a.out)?;
     let m = out.card.metrics.as_ref().context("the trainer wrote no metrics")?;
     println!(
-        "{}: train accuracy {:.4}, test accuracy {:.4} (train loss {:.4}, test loss {:.4}) after {} steps in {:.1} s{}",
+        "{}: train accuracy {:.4}, test accuracy {:.4} (train loss {:.4}, test loss {:.4}) after {} in {}{}",
         a.out.display(),
         m.train_accuracy,
         m.test_accuracy,
         m.train_loss,
         m.test_loss,
-        m.steps,
-        m.seconds,
+        count(m.steps, "step"),
+        secs(m.seconds),
         if m.interrupted { " (interrupted)" } else { "" }
     );
     Ok(if m.interrupted { ExitCode::from(EXIT_INTERRUPTED) } else { ExitCode::SUCCESS })
