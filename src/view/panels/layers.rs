@@ -45,7 +45,8 @@ impl LayersPanel {
             ("mean change of block output", series(&|l| l.mean_change)),
         ] {
             title(ui, name);
-            egui_plot::Plot::new(name).height(h).x_axis_label("layer").y_axis_min_width(52.0).show(ui, |p| {
+            // from 0 (every quantity here is ≥ 0), which also gives the y axis its tick labels
+            egui_plot::Plot::new(name).height(h).x_axis_label("layer").y_axis_min_width(52.0).include_y(0.0).show(ui, |p| {
                 p.line(egui_plot::Line::new(name, pts));
                 if let Some(l) = self.highlight {
                     p.vline(egui_plot::VLine::new(format!("layer {l}"), l as f64));
