@@ -14,20 +14,11 @@ as two convolutions: the reference module `gatescope.torch.ConvHighway`; default
 2 x 16 channels split in two, the faster eager form), --compile (torch.compile of the step).
 """
 
-import argparse
-import json
-import os
-import sys
-import time
-
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-from gatescope import data  # noqa: E402
+import timing  # noqa: E402  (beside this script)
 from gatescope.torch import ConvHighway  # noqa: E402
 
 
@@ -64,44 +55,12 @@ class FusedConvHighway(nn.Module):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap = timing.parser(__doc__, steps=60, warmup=5)
     ap.add_argument("--separate", action="store_true")
-    ap.add_argument("--compile", action="store_true")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    x, y = data.load_mnist(os.path.join(ROOT, "assets", "mnist"))
-    xs = torch.from_numpy(np.array(x)).float() / 255.0
-    ys = torch.from_numpy(np.array(y).astype(np.int64))
+    xs, ys = timing.setup(a)
     model = ConvHighway() if a.separate else FusedConvHighway()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, foreach=True)
-
-    def step(xb, yb):
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
-
-    if a.compile:
-        step = torch.compile(step)
-    b = a.batch_size
-    order = torch.randperm(len(xs))
-    for i in range(a.warmup + a.steps):
-        if i == a.warmup:
-            t = time.perf_counter()
-        j = (i * b) % (len(xs) - b)
-        idx = order[j:j + b]
-        step(xs[idx], ys[idx])
-    secs = time.perf_counter() - t
-    kind = ("separate H, T " if a.separate else "") + ("compiled" if a.compile else "eager")
-    print(json.dumps({"system": f"pytorch {torch.__version__} conv {kind}", "threads": a.threads, "batch_size": b,
-                      "steps": a.steps, "samples_per_sec": round(a.steps * b / secs, 1),
-                      "step_ms": round(1000 * secs / a.steps, 2)}))
+    timing.time_training(model, xs, ys, a, "conv separate H, T " if a.separate else "conv ")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
+use crate::probe::ProbeSet;
 use crate::record::Recording;
 use crate::report::{LesionReport, Report};
 use crate::session::{Loaded, SampleTrace};
@@ -21,10 +22,10 @@ pub enum Slot {
 }
 
 /// A file opened for the viewer: a model comes with what its weights alone show (the gate
-/// biases); its session then probes it.
+/// biases) and the probe set built for that, which its session then probes it over.
 pub enum Opened {
     Recording(Recording),
-    Model(Recording, Box<Loaded>),
+    Model(Recording, Box<Loaded>, Box<ProbeSet>),
     Report(Report),
 }
 

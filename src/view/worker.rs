@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use super::event::{Event, Events, Opened, Reply, Request, Slot, TrainedRun};
+use crate::probe::ProbeSet;
 use crate::recipe::{Cadence, DeviceChoice, ProbeOpts, TrainConfig};
 use crate::session::{self, CaptureOpts, Loaded};
 use crate::snapshot::Header;
@@ -22,7 +23,10 @@ pub use crate::session::SampleTrace;
 pub fn open(path: PathBuf, slot: Slot, events: Events) {
     std::thread::spawn(move || {
         let result = session::open(&path, None, DeviceChoice::Cpu).map(|o| match o {
-            session::Opened::Model(m) => Opened::Model(m.weights_only(&m.probe_set(ProbeOpts::default())), m),
+            session::Opened::Model(m) => {
+                let set = m.probe_set(ProbeOpts::default());
+                Opened::Model(m.weights_only(&set), m, Box::new(set))
+            }
             session::Opened::Recording(r) => Opened::Recording(*r),
             session::Opened::Report(r) => Opened::Report(r),
         });
@@ -55,8 +59,9 @@ pub struct ModelSession {
 }
 
 impl ModelSession {
-    /// Serves `model` (read from `path`) on a thread of its own.
-    pub fn start(model: Box<Loaded>, path: PathBuf, events: Events) -> ModelSession {
+    /// Serves `model` (read from `path`) on a thread of its own, probing over `probe` (built
+    /// there when None).
+    pub fn start(model: Box<Loaded>, probe: Option<Box<ProbeSet>>, path: PathBuf, events: Events) -> ModelSession {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<Request>();
@@ -64,7 +69,7 @@ impl ModelSession {
         let lesionable = model.lesionable().unwrap_or_default();
         let cancel = Arc::new(AtomicBool::new(false));
         let c = cancel.clone();
-        std::thread::spawn(move || serve(*model, id, rx, c, events));
+        std::thread::spawn(move || serve(*model, probe, id, rx, c, events));
         ModelSession { requests: tx, cancel, train_len, lesionable, id, path }
     }
 
@@ -81,13 +86,13 @@ impl ModelSession {
 
 struct Served {
     model: Loaded,
-    probe: crate::probe::ProbeSet,
+    probe: ProbeSet,
     lesion: Option<usize>,
     cancel: Arc<AtomicBool>,
 }
 
-fn serve(model: Loaded, id: u64, requests: mpsc::Receiver<Request>, cancel: Arc<AtomicBool>, events: Events) {
-    let probe = model.probe_set(ProbeOpts::default());
+fn serve(model: Loaded, probe: Option<Box<ProbeSet>>, id: u64, requests: mpsc::Receiver<Request>, cancel: Arc<AtomicBool>, events: Events) {
+    let probe = probe.map_or_else(|| model.probe_set(ProbeOpts::default()), |p| *p);
     let mut s = Served { model, probe, lesion: None, cancel };
     let send = |r: anyhow::Result<Reply>| events.send(Event::Model { session: id, reply: r });
     while let Ok(mut req) = requests.recv() {

@@ -56,11 +56,11 @@ impl ViewerApp {
                 self.set_store(Store::from_recording(rec, path.display().to_string()));
                 worker::attach(path.clone(), header, self.events.clone());
             }
-            Opened::Model(rec, model) => {
+            Opened::Model(rec, model, probe) => {
                 self.close_model();
                 self.status = format!("opened model {}: its gate biases; probing {} examples...", path.display(), rec.header.probe_size);
                 self.set_store(Store::from_recording(rec, path.display().to_string()));
-                let session = ModelSession::start(model, path.clone(), self.events.clone());
+                let session = ModelSession::start(model, Some(probe), path.clone(), self.events.clone());
                 session.request(Request::Probe);
                 session.request(Request::Trace(0));
                 self.probing = Some((0, 1));
@@ -98,7 +98,7 @@ impl ViewerApp {
     fn opened_other(&mut self, path: PathBuf, result: anyhow::Result<Box<Opened>>) {
         self.panels.compare.loading = false;
         match result.map(|o| *o) {
-            Ok(Opened::Recording(rec) | Opened::Model(rec, _)) => {
+            Ok(Opened::Recording(rec) | Opened::Model(rec, ..)) => {
                 let mut store = Store::from_recording(rec, path.display().to_string());
                 store.generation = self.store.generation + 1000;
                 self.panels.compare.set_other(store);
@@ -117,7 +117,7 @@ impl ViewerApp {
         match result {
             Ok(Some((path, model))) => {
                 self.status = format!("attached its model {}: trace any example, lesion layers", path.display());
-                self.model = Some(ModelSession::start(model, path, self.events.clone()));
+                self.model = Some(ModelSession::start(model, None, path, self.events.clone()));
                 self.attached = true;
             }
             Ok(None) => {}
@@ -129,7 +129,7 @@ impl ViewerApp {
     fn trained(&mut self, run: TrainedRun) {
         self.status = run.summary;
         self.store.source = run.recording.display().to_string();
-        self.model = Some(ModelSession::start(run.model, run.model_path.clone(), self.events.clone()));
+        self.model = Some(ModelSession::start(run.model, None, run.model_path.clone(), self.events.clone()));
         self.attached = true;
         self.last_run = Some((run.recording.clone(), run.model_path));
         self.remember(run.recording);
