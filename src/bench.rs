@@ -207,13 +207,28 @@ pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, tick: &mut d
 
 /// Samples/s of `steps` training steps after `warmup` untimed ones.
 pub fn measure(fast: bool, args: &BenchOpts, data: &data::Dataset, train: &Tensors, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<f64> {
-    let cfg = args.net.config(args.batch_size);
+    let cfg = TrainConfig { threads: args.threads, ..args.net.config(args.batch_size) };
     let mut model = Model::new(cfg.arch(data), 0)?;
     let mut stepper = Stepper::new(&model, &cfg, fast);
     let n = train.x.size()[0];
     let b = args.batch_size as i64;
     anyhow::ensure!(b >= 1 && b <= n, "--batch-size must be in 1..={n}");
     let perm = Tensor::randperm(n, (Kind::Int64, tch::Device::Cpu));
+    // as the trainer does: libtorch on one thread while the steps run their own
+    let torch = if stepper.owns_threads() { 1 } else { args.threads };
+    crate::train::torch_threads(torch, || timed_steps(args, &mut stepper, &mut model, train, &perm, tick))
+}
+
+/// Samples/s of the timed steps of [`measure`].
+fn timed_steps(
+    args: &BenchOpts,
+    stepper: &mut Stepper,
+    model: &mut Model,
+    train: &Tensors,
+    perm: &Tensor,
+    tick: &mut dyn FnMut(Tick),
+) -> anyhow::Result<f64> {
+    let (n, b) = (train.x.size()[0], args.batch_size as i64);
     let mut start = Instant::now();
     for i in 0..args.warmup + args.steps {
         if i == args.warmup {
@@ -221,7 +236,7 @@ pub fn measure(fast: bool, args: &BenchOpts, data: &data::Dataset, train: &Tenso
         }
         let at = (i as i64 * b) % (n - b + 1);
         let idx = perm.narrow(0, at, b);
-        let (loss, _) = stepper.step(&mut model, &train.x.index_select(0, &idx), &train.y.index_select(0, &idx), 0.01);
+        let (loss, _) = stepper.step(model, &train.x.index_select(0, &idx), &train.y.index_select(0, &idx), 0.01);
         let _ = f64::try_from(&loss)?; // the trainer reads the loss every step too
         tick(Tick::Step);
     }

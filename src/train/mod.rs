@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 
 use crate::data::Dataset;
 use crate::model::file::{DatasetInfo, Metrics, ModelCard};
-use crate::model::{fast, images_tensor, labels_tensor, Arch, ForwardOpts, Model};
+use crate::model::{cpu, fast, images_tensor, labels_tensor, Arch, ForwardOpts, Model};
 pub use crate::recipe::TrainConfig;
 pub use optim::{Optimizer, Schedule, Sgd};
 
@@ -103,7 +103,11 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     let fast = arch.adaptive_highway() && !cfg.no_fast;
 
     let mut stepper = Stepper::new(&model, cfg, fast);
+    // libtorch's threads between the steps' work (snapshots, evaluation); one while stepping
+    // when the steps run their own threads
+    let (threads, stepping) = (cfg.threads, if stepper.owns_threads() { 1 } else { cfg.threads });
     obs.on_start(cfg.epochs, batches, &model)?;
+    tch::set_num_threads(stepping as i32);
     let start = Instant::now();
     let (mut step, mut epochs_done, mut interrupted) = (0usize, 0usize, false);
     'epochs: for epoch in 0..cfg.epochs {
@@ -141,13 +145,13 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
                 lr,
                 samples_per_s: (step * cfg.batch_size) as f64 / start.elapsed().as_secs_f64(),
             };
-            obs.on_batch(&stats, &model)?;
+            torch_threads(threads, || obs.on_batch(&stats, &model))?;
         }
         if seen == 0 {
             break;
         }
         epochs_done = epoch + 1;
-        let (_, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
+        let (_, test_accuracy) = torch_threads(threads, || model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default()));
         let e = EpochStats {
             epoch,
             step,
@@ -155,8 +159,9 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
             train_accuracy: correct_sum as f64 / seen as f64,
             test_accuracy,
         };
-        obs.on_epoch(&e, &model)?;
+        torch_threads(threads, || obs.on_epoch(&e, &model))?;
     }
+    tch::set_num_threads(threads as i32);
     let seconds = start.elapsed().as_secs_f64();
     obs.on_finish(&model, step, step as f64 / batches as f64)?;
     let mut card = initial_card(cfg, data)?;
@@ -222,31 +227,59 @@ pub struct Stepper {
     opt: Sgd,
     /// [num_params], laid out like the parameters
     grad: Tensor,
-    /// Fused views of `grad` when the fast path runs.
-    views: Option<fast::Views>,
+    path: GradPath,
+}
+
+/// How a [`Stepper`] gets its gradient.
+enum GradPath {
+    /// The highway fast path in Rust over the tensors' memory (CPU, f32).
+    Cpu(Box<cpu::Step>),
+    /// The highway fast path as libtorch ops (any device), writing through these views of `grad`.
+    Torch(fast::Views),
+    Autograd,
 }
 
 impl Stepper {
     pub fn new(model: &Model, cfg: &TrainConfig, fast: bool) -> Self {
         let grad = model.flat.zeros_like();
-        let views = (fast && model.arch.adaptive_highway()).then(|| fast::Views::new(model, &grad));
-        Stepper { opt: Sgd::new(&model.flat, &model.specs, cfg), grad, views }
+        let path = match cpu::Step::new(model, cfg.threads) {
+            _ if !(fast && model.arch.adaptive_highway()) => GradPath::Autograd,
+            Some(step) => GradPath::Cpu(Box::new(step)),
+            None => GradPath::Torch(fast::Views::new(model, &grad)),
+        };
+        Stepper { opt: Sgd::new(&model.flat, &model.specs, cfg), grad, path }
     }
 
     /// Trains on one batch (x: [batch, input_dim], y: [batch]); returns (mean loss, correct).
     pub fn step(&mut self, model: &mut Model, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
-        let (loss, correct) = match &self.views {
-            Some(views) => tch::no_grad(|| fast::loss_and_grad(model, x, y, views)),
-            None => autograd_step(model, x, y, &self.grad),
+        let (loss, correct) = match &mut self.path {
+            GradPath::Cpu(step) => tch::no_grad(|| step.loss_and_grad(model, x, y, &mut self.grad)),
+            GradPath::Torch(views) => tch::no_grad(|| fast::loss_and_grad(model, x, y, views)),
+            GradPath::Autograd => autograd_step(model, x, y, &self.grad),
         };
         tch::no_grad(|| self.opt.step(&mut model.flat, &self.grad, lr));
         (loss, correct)
+    }
+
+    /// Whether the steps run their own threads (the CPU fast path): then keep libtorch's
+    /// intra-op pool at one thread while stepping ([`torch_threads`]).
+    pub fn owns_threads(&self) -> bool {
+        matches!(self.path, GradPath::Cpu(_))
     }
 
     /// The gradient of the last step, [num_params].
     pub fn grad(&self) -> &Tensor {
         &self.grad
     }
+}
+
+/// Runs `f` with libtorch's intra-op threads set to `n`, then sets them back.
+pub fn torch_threads<T>(n: usize, f: impl FnOnce() -> T) -> T {
+    let before = tch::get_num_threads();
+    tch::set_num_threads(n.max(1) as i32);
+    let out = f();
+    tch::set_num_threads(before);
+    out
 }
 
 /// Loss and gradient by autograd over `Model::forward_with` (any family). Writes the

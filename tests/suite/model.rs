@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use gatescope::model::{fast, file, Activation, Arch, Family, ForwardOpts, Model};
+use gatescope::model::{cpu, fast, file, Activation, Arch, Family, ForwardOpts, Model};
 use gatescope::train::{autograd_step, Stepper, TrainConfig};
 use tch::{Kind, Tensor};
 
@@ -102,8 +102,9 @@ fn fast_path_gives_the_same_gradients_and_trajectory_as_autograd() {
         let a = Arch { activation: act, ..arch(Family::Highway, 12, 8) };
         let model = Model::new(a.clone(), 3).unwrap();
         tch::manual_seed(7);
-        let x = Tensor::rand([16, 6], (Kind::Float, tch::Device::Cpu));
-        let y = Tensor::randint(3, [16], (Kind::Int64, tch::Device::Cpu));
+        // 40 rows: the CPU path splits them into two shards of 20
+        let x = Tensor::rand([40, 6], (Kind::Float, tch::Device::Cpu));
+        let y = Tensor::randint(3, [40], (Kind::Int64, tch::Device::Cpu));
         let g_auto = model.flat.zeros_like();
         let (loss_auto, _) = autograd_step(&model, &x, &y, &g_auto);
         let g_fast = model.flat.zeros_like();
@@ -115,6 +116,17 @@ fn fast_path_gives_the_same_gradients_and_trajectory_as_autograd() {
         let scale = f64::try_from(g_auto.abs().max()).unwrap();
         let rel = max_abs_diff(&g_auto, &g_fast) / scale;
         assert!(rel < 2e-4, "{act:?}: gradients differ by {rel:e} of their largest value {scale}");
+
+        // the CPU path (Rust kernels over the tensors' memory, two threads) agrees too
+        let mut g_cpu = model.flat.zeros_like();
+        let mut step = cpu::Step::new(&model, 2).expect("a CPU highway MLP");
+        let (loss_cpu, correct_cpu) = step.loss_and_grad(&model, &x, &y, &mut g_cpu);
+        assert!(max_abs_diff(&loss_auto, &loss_cpu) <= 1e-5 * l.abs().max(1.0), "{act:?}: CPU loss {loss_cpu:?} vs {l}");
+        let rel = max_abs_diff(&g_auto, &g_cpu) / scale;
+        assert!(rel < 2e-4, "{act:?}: CPU gradients differ by {rel:e} of their largest value {scale}");
+        let logits = model.forward(&x, ForwardOpts::default()).logits;
+        let correct = i64::try_from(logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64)).unwrap();
+        assert_eq!(i64::try_from(&correct_cpu).unwrap(), correct, "{act:?}: correct predictions");
 
         // 30 SGD steps each way from the same start stay together (tanh: the untrained relu
         // net here has losses in the hundreds, where float rounding grows step by step)

@@ -1,0 +1,281 @@
+//! The highway fast path on the CPU: a whole training step in Rust over the tensors' memory.
+//!
+//! [`fast`](super::fast) runs the step as libtorch ops, about sixteen per layer, each over a
+//! `[128, 50]` tensor: most of a step went to dispatch, allocation and separate passes over
+//! memory. For a highway MLP with f32 parameters on the CPU, this module instead:
+//! - runs every matrix product through the `gemm` crate, straight into preallocated buffers;
+//! - fuses each layer's pointwise work (bias, H's activation, the gate sigmoid, the carry mix;
+//!   backward, their derivatives and the bias gradients) into one pass ([`super::pointwise`]);
+//! - allocates nothing in a step (buffers are sized on the first step of a batch size);
+//! - splits the batch into one shard of rows per thread: each shard runs the whole forward and
+//!   backward on its own, and the shards' gradients are summed at the end, so the threads
+//!   never wait for each other inside a step.
+//!
+//! The maths is [`fast`](super::fast)'s (Appendix A of the paper); `tests/suite/model.rs`
+//! checks both against autograd. libtorch is touched only at the edges (data pointers).
+
+use tch::{Kind, Tensor};
+
+use super::pointwise;
+use super::{Activation, Model};
+
+/// Offsets of the highway layout in the flat parameter buffer (and in a gradient laid out
+/// like it).
+#[derive(Clone)]
+struct Layout {
+    input: usize,
+    width: usize,
+    classes: usize,
+    /// [width, input], [width]
+    w0: usize,
+    b0: usize,
+    /// per highway layer: [2·width, width] (block rows, then gate rows) and [2·width]
+    wc: Vec<usize>,
+    bc: Vec<usize>,
+    /// [classes, width], [classes]
+    wo: usize,
+    bo: usize,
+    len: usize,
+}
+
+impl Layout {
+    fn of(model: &Model) -> Option<Layout> {
+        let at = |name: &str| model.spec(name).map(|s| s.offset);
+        let highway = 1..model.arch.depth;
+        Some(Layout {
+            input: model.arch.input_dim,
+            width: model.arch.width,
+            classes: model.arch.classes,
+            w0: at("layers.0.block.weight")?,
+            b0: at("layers.0.block.bias")?,
+            wc: highway.clone().map(|l| at(&format!("layers.{l}.block.weight"))).collect::<Option<_>>()?,
+            bc: highway.map(|l| at(&format!("layers.{l}.block.bias"))).collect::<Option<_>>()?,
+            wo: at("output.weight")?,
+            bo: at("output.bias")?,
+            len: model.num_params(),
+        })
+    }
+
+    fn layers(&self) -> usize {
+        self.wc.len()
+    }
+}
+
+/// A matrix operand over a slice: element (i, j) at `i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+/// A row-major `[_, cols]` matrix.
+fn rows(data: &[f32], cols: usize) -> Mat<'_> {
+    Mat { data, rs: cols, cs: 1 }
+}
+
+/// The transpose of a row-major `[_, cols]` matrix.
+fn tr(data: &[f32], cols: usize) -> Mat<'_> {
+    Mat { data, rs: 1, cs: cols }
+}
+
+/// `dst ([m, n], row-major) = (dst if acc, else 0) + lhs [m, k] · rhs [k, n]`.
+fn matmul(dst: &mut [f32], (m, n, k): (usize, usize, usize), acc: bool, lhs: Mat, rhs: Mat) {
+    let last = |a: &Mat, r: usize, c: usize| (r - 1) * a.rs + (c - 1) * a.cs;
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n && lhs.data.len() > last(&lhs, m, k) && rhs.data.len() > last(&rhs, k, n));
+    // SAFETY: every element the product reads or writes is in bounds (asserted above), and
+    // `dst` does not alias the operands (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// One thread's rows of the batch, what its forward keeps for its backward, and its gradient.
+struct Shard {
+    rows: usize,
+    /// (layers + 1) × [rows, width]: state l enters highway layer l + 1 (state 0 is the plain
+    /// layer's output); the last enters the output layer
+    xs: Vec<f32>,
+    /// layers × [rows, 2·width]: H | T of each highway layer
+    ht: Vec<f32>,
+    /// [rows, classes]: the logits, then their gradient
+    logits: Vec<f32>,
+    /// [rows, width], [rows, 2·width]: the running ∂L/∂y and a layer's ∂L/∂z
+    dy: Vec<f32>,
+    dz: Vec<f32>,
+    /// laid out like the parameters
+    grad: Vec<f32>,
+    loss: f64,
+    correct: i64,
+}
+
+impl Shard {
+    fn new(lay: &Layout, rows: usize) -> Shard {
+        let (w, l) = (lay.width, lay.layers());
+        Shard {
+            rows,
+            xs: vec![0.0; (l + 1) * rows * w],
+            ht: vec![0.0; l * rows * 2 * w],
+            logits: vec![0.0; rows * lay.classes],
+            dy: vec![0.0; rows * w],
+            dz: vec![0.0; rows * 2 * w],
+            grad: vec![0.0; lay.len],
+            loss: 0.0,
+            correct: 0,
+        }
+    }
+
+    /// Forward, loss and backward of this shard's rows: `x` [rows, input], `labels` [rows].
+    fn run(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32], labels: &[i64], batch: usize) {
+        self.forward(p, lay, a, x);
+        let (loss, correct) = pointwise::softmax_cross_entropy(&mut self.logits, &p[lay.bo..lay.bo + lay.classes], labels, batch);
+        (self.loss, self.correct) = (loss, correct);
+        self.backward(p, lay, a, x);
+    }
+
+    fn forward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32]) {
+        let (r, w, c, n) = (self.rows, lay.width, lay.classes, self.rows * lay.width);
+        // state 0 = act(x·W0ᵀ + b0)  [rows, width]
+        matmul(&mut self.xs[..n], (r, w, lay.input), false, rows(x, lay.input), tr(&p[lay.w0..], lay.input));
+        pointwise::bias_act(&mut self.xs[..n], &p[lay.b0..lay.b0 + w], a);
+        for (i, (&wc, &bc)) in lay.wc.iter().zip(&lay.bc).enumerate() {
+            let ht = &mut self.ht[i * 2 * n..(i + 1) * 2 * n]; // [rows, 2·width]
+            let (before, after) = self.xs.split_at_mut((i + 1) * n);
+            let x = &before[i * n..];
+            matmul(ht, (r, 2 * w, w), false, rows(x, w), tr(&p[wc..], w));
+            pointwise::highway_forward(ht, x, &mut after[..n], &p[bc..bc + 2 * w], a);
+        }
+        let last = &self.xs[lay.layers() * n..];
+        matmul(&mut self.logits, (r, c, w), false, rows(last, w), tr(&p[lay.wo..], w));
+    }
+
+    fn backward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32]) {
+        let (r, w, c, n) = (self.rows, lay.width, lay.classes, self.rows * lay.width);
+        let g = &mut self.grad;
+        let last = &self.xs[lay.layers() * n..];
+        matmul(&mut g[lay.wo..lay.wo + c * w], (c, w, r), false, tr(&self.logits, c), rows(last, w));
+        pointwise::column_sums(&self.logits, &mut g[lay.bo..lay.bo + c]);
+        matmul(&mut self.dy, (r, w, c), false, rows(&self.logits, c), rows(&p[lay.wo..], w));
+        for i in (0..lay.layers()).rev() {
+            let (wc, bc) = (lay.wc[i], lay.bc[i]);
+            let xi = &self.xs[i * n..(i + 1) * n];
+            let db = &mut g[bc..bc + 2 * w];
+            db.fill(0.0);
+            pointwise::highway_backward(&mut self.dy, &mut self.dz, &self.ht[i * 2 * n..(i + 1) * 2 * n], xi, db, a);
+            matmul(&mut g[wc..wc + 2 * w * w], (2 * w, w, r), false, tr(&self.dz, 2 * w), rows(xi, w));
+            matmul(&mut self.dy, (r, w, 2 * w), true, rows(&self.dz, 2 * w), rows(&p[wc..], w));
+        }
+        pointwise::act_backward(&mut self.dy, &self.xs[..n], &mut g[lay.b0..lay.b0 + w], a);
+        matmul(&mut g[lay.w0..lay.w0 + w * lay.input], (w, lay.input, r), false, tr(&self.dy, w), rows(x, lay.input));
+    }
+}
+
+/// The CPU training step of one highway MLP, with its buffers.
+pub struct Step {
+    layout: Layout,
+    activation: Activation,
+    /// Threads (shards) a step runs on.
+    threads: usize,
+    shards: Vec<Shard>,
+}
+
+impl Step {
+    /// The CPU step for `model` on `threads` threads, if it can run it: a highway MLP with
+    /// contiguous f32 parameters on the CPU.
+    ///
+    /// The step runs its own threads. Keep libtorch's intra-op pool at one thread while
+    /// stepping ([`crate::train::torch_threads`]): after each parallel op, OpenMP's workers
+    /// spin-wait for more work and take the cores from the shards (measured: 16k vs 31k
+    /// samples/s on two cores).
+    pub fn new(model: &Model, threads: usize) -> Option<Step> {
+        let f = &model.flat;
+        let fits = model.arch.adaptive_highway() && f.device() == tch::Device::Cpu && f.kind() == Kind::Float && f.is_contiguous();
+        let layout = Layout::of(model).filter(|_| fits)?;
+        Some(Step { layout, activation: model.arch.activation, threads: threads.max(1), shards: Vec::new() })
+    }
+
+    /// The shards for a batch: one per thread, at least 16 rows each.
+    fn shards_for(&mut self, batch: usize) {
+        let count = self.threads.min(batch / 16).max(1);
+        let sizes: Vec<usize> = (0..count).map(|i| batch / count + usize::from(i < batch % count)).collect();
+        if self.shards.iter().map(|s| s.rows).ne(sizes.iter().copied()) {
+            self.shards = sizes.into_iter().map(|r| Shard::new(&self.layout, r)).collect();
+        }
+    }
+
+    /// One step's loss and gradient on `x` ([batch, input_dim]) and `y` ([batch]): writes the
+    /// gradient into `grad` ([num_params], overwritten) and returns (mean loss, correct).
+    pub fn loss_and_grad(&mut self, model: &Model, x: &Tensor, y: &Tensor, grad: &mut Tensor) -> (Tensor, Tensor) {
+        let batch = x.size()[0] as usize;
+        self.shards_for(batch);
+        let lay = &self.layout;
+        assert!(x.size() == [batch as i64, lay.input as i64] && y.size() == [batch as i64], "batch shapes");
+        assert!(model.flat.numel() == lay.len && grad.numel() == lay.len && grad.is_contiguous() && grad.kind() == Kind::Float);
+        let x = x.to_kind(Kind::Float).contiguous();
+        let y = y.to_kind(Kind::Int64).contiguous();
+        // SAFETY: contiguous CPU tensors of these lengths (checked above and in `new`); the
+        // step only reads `flat`, `x` and `y`, and nothing else touches `grad` meanwhile.
+        let (p, xs, ys, out) = unsafe {
+            (
+                std::slice::from_raw_parts(model.flat.data_ptr() as *const f32, lay.len),
+                std::slice::from_raw_parts(x.data_ptr() as *const f32, batch * lay.input),
+                std::slice::from_raw_parts(y.data_ptr() as *const i64, batch),
+                std::slice::from_raw_parts_mut(grad.data_ptr() as *mut f32, lay.len),
+            )
+        };
+        let a = self.activation;
+        std::thread::scope(|s| {
+            let mut start = 0;
+            let mut mine = None;
+            for shard in self.shards.iter_mut() {
+                let (x, y) = (&xs[start * lay.input..(start + shard.rows) * lay.input], &ys[start..start + shard.rows]);
+                start += shard.rows;
+                match mine {
+                    None => mine = Some((shard, x, y)),
+                    Some(_) => {
+                        s.spawn(move || shard.run(p, lay, a, x, y, batch));
+                    }
+                }
+            }
+            let (shard, x, y) = mine.expect("at least one shard");
+            shard.run(p, lay, a, x, y, batch);
+        });
+        sum_into(out, &self.shards);
+        let loss = self.shards.iter().map(|s| s.loss).sum::<f64>() / batch as f64;
+        let correct = self.shards.iter().map(|s| s.correct).sum::<i64>();
+        (Tensor::from(loss as f32), Tensor::from(correct))
+    }
+}
+
+/// `out = Σ shard gradients`.
+fn sum_into(out: &mut [f32], shards: &[Shard]) {
+    out.copy_from_slice(&shards[0].grad);
+    for s in &shards[1..] {
+        for (o, &g) in out.iter_mut().zip(&s.grad) {
+            *o += g;
+        }
+    }
+}
