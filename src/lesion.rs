@@ -3,12 +3,14 @@
 //!
 //! A lesion of layer `l` leaves layers `0..l` untouched, so one traced forward per chunk
 //! caches every layer's input, and each lesion restarts from the input of layer `l` and runs
-//! only the layers after it ([`fast::Replay::forward_from`]): about half the work of 49 full passes.
+//! only the layers after it: about half the work of 49 full passes. A highway MLP on the CPU
+//! runs this in gatescope's own kernels ([`cpu::Infer::lesion_sums`], blocks of rows spread
+//! over the threads); other devices in libtorch ([`fast::Replay::forward_from`]).
 //! Residual nets are lesioned by dropping one branch (y = x), by full passes.
 
 use tch::{Kind, Tensor};
 
-use crate::model::{fast, Family, ForwardOpts, Model};
+use crate::model::{cpu, fast, Family, ForwardOpts, Model};
 use crate::report::{LesionReport, LesionRow, Score};
 use crate::train::Tensors;
 
@@ -59,6 +61,14 @@ pub fn lesion_all(
 ) -> anyhow::Result<LesionReport> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
+    if let Some(infer) = cpu::Infer::new(model, tch::get_num_threads() as usize) {
+        // the CPU kernels: every lesion in one pass over blocks of rows
+        let total = (train.x.size()[0] + test.x.size()[0]) as usize;
+        let tr = cpu_tally(&infer, train, 0, total, progress);
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let te = cpu_tally(&infer, test, tr.n, total, progress);
+        return Ok(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())));
+    }
     let depth = model.arch.depth;
     let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
     let chunk = model.arch.traced_chunk(CHUNK as usize, 1); // every layer's input
@@ -101,7 +111,17 @@ pub fn lesion_all(
     let tr = tally(train);
     let train_seconds = t0.elapsed().as_secs_f64();
     let te = tally(test);
-    Ok(LesionReport {
+    Ok(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())))
+}
+
+/// A split's tally by the CPU kernels; `progress(offset + rows done, total)`.
+fn cpu_tally(infer: &cpu::Infer, t: &Tensors, offset: usize, total: usize, progress: &mut dyn FnMut(usize, usize)) -> Tally {
+    let sums = infer.lesion_sums(&t.x, &t.y, &mut |rows| progress(offset + rows, total));
+    Tally { loss: sums.iter().map(|s| s.0).collect(), correct: sums.iter().map(|s| s.1).collect(), n: t.x.size()[0] as usize }
+}
+
+fn report(source: &str, dataset: &str, layers: &[usize], (tr, te): (Tally, Tally), (train_seconds, seconds): (f64, f64)) -> LesionReport {
+    LesionReport {
         model: source.into(),
         dataset: dataset.into(),
         train_examples: tr.n,
@@ -110,6 +130,6 @@ pub fn lesion_all(
         baseline_test: te.score(0),
         layers: layers.iter().enumerate().map(|(i, &layer)| LesionRow { layer, train: tr.score(i + 1), test: te.score(i + 1) }).collect(),
         train_seconds,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+        seconds,
+    }
 }

@@ -1,12 +1,14 @@
 //! Probes: turn a model and a fixed probe set into a [`Snapshot`] of its gate activity.
 //!
 //! A probe pass runs the model's own forward ([`Model::forward`], the trainer's code) with
-//! tracing on and autograd off, over the probe set in chunks.
+//! tracing on and autograd off, over the probe set in chunks; a highway MLP on the CPU runs
+//! the trainer's CPU kernels instead ([`cpu::Infer::probe_sums`]), blocks of rows spread over
+//! the threads.
 
 use tch::{Kind, Tensor};
 
 use crate::data::Dataset;
-use crate::model::{images_tensor, labels_tensor, ForwardOpts, Model};
+use crate::model::{cpu, images_tensor, labels_tensor, ForwardOpts, Model};
 use crate::snapshot::{Array, Header, LayerStats, Snapshot};
 
 /// Examples per probe chunk.
@@ -136,6 +138,46 @@ pub fn weights_only(model: &Model, progress: Progress) -> Snapshot {
     }
 }
 
+/// Over the probe set, by libtorch: per gated layer T summed per class ([L, C, W]) and the
+/// count of T > 0.5 ([L]); per layer Σ |y_l − y_(l−1)| ([depth], row 0 unused). None if
+/// `tick` cancelled.
+fn torch_sums(
+    model: &Model,
+    probe: &ProbeSet,
+    opts: ForwardOpts,
+    tick: &mut dyn FnMut(usize, usize) -> bool,
+) -> Option<(Tensor, Tensor, Tensor)> {
+    let arch = &model.arch;
+    let (depth, w, c) = (arch.depth as i64, arch.width as i64, probe.classes as i64);
+    let gated = arch.gated_layers().len() as i64;
+    let (n, dev) = (probe.len() as i64, model.device());
+    let f = (Kind::Float, dev);
+    // Per layer, on [B, W] tensors that stay in cache (no [B, L, W] stacks): class sums
+    // as one matmul with the one-hot labels; the overall sum is their sum over classes.
+    let class_sum = Tensor::zeros([gated, c, w], f); // [L, C, W]
+    let open = Tensor::zeros([gated.max(1)], f); // [L]
+    let change = Tensor::zeros([depth], f); // [depth]; row 0 unused
+    let chunk = arch.traced_chunk(CHUNK as usize, 2); // T and y of every layer
+    for start in (0..n).step_by(chunk as usize) {
+        let len = chunk.min(n - start);
+        let x = probe.x.narrow(0, start, len).to_device(dev);
+        let onehot_t = probe.y.narrow(0, start, len).to_device(dev).one_hot(c).to_kind(Kind::Float).tr(); // [C, B]
+        let fwd = model.forward(&x, opts);
+        for (l, t) in fwd.gates.iter().enumerate() {
+            let _ = class_sum.get(l as i64).addmm_(&onehot_t, t);
+            let _ = open.get(l as i64).g_add_(&t.gt(0.5).sum(Kind::Float));
+        }
+        for l in 1..fwd.blocks.len() {
+            let d = (&fwd.blocks[l] - &fwd.blocks[l - 1]).abs().sum(Kind::Float);
+            let _ = change.get(l as i64).g_add_(&d);
+        }
+        if !tick((start + len) as usize, n as usize) {
+            return None;
+        }
+    }
+    Some((class_sum, open, change))
+}
+
 /// [`snapshot`], calling `tick(examples done, total)` after each chunk of the probe set;
 /// None as soon as `tick` returns false (the pass was cancelled).
 pub fn snapshot_with(
@@ -152,29 +194,15 @@ pub fn snapshot_with(
         let opts = ForwardOpts { trace: true, lesion, ..Default::default() };
         let (n, dev) = (probe.len() as i64, model.device());
         let f = (Kind::Float, dev);
-        // Per layer, on [B, W] tensors that stay in cache (no [B, L, W] stacks): class sums
-        // as one matmul with the one-hot labels; the overall sum is their sum over classes.
-        let class_sum = Tensor::zeros([gated, c, w], f); // [L, C, W]
-        let open = Tensor::zeros([gated.max(1)], f); // [L]
-        let change = Tensor::zeros([depth], f); // [depth]; row 0 unused
-        let chunk = arch.traced_chunk(CHUNK as usize, 2); // T and y of every layer
-        for start in (0..n).step_by(chunk as usize) {
-            let len = chunk.min(n - start);
-            let x = probe.x.narrow(0, start, len).to_device(dev);
-            let onehot_t = probe.y.narrow(0, start, len).to_device(dev).one_hot(c).to_kind(Kind::Float).tr(); // [C, B]
-            let fwd = model.forward(&x, opts);
-            for (l, t) in fwd.gates.iter().enumerate() {
-                let _ = class_sum.get(l as i64).addmm_(&onehot_t, t);
-                let _ = open.get(l as i64).g_add_(&t.gt(0.5).sum(Kind::Float));
+        let (class_sum, open, change) = match cpu::Infer::new(model, tch::get_num_threads() as usize) {
+            Some(infer) => {
+                let sums = infer.probe_sums(&probe.x, &probe.y, probe.classes, lesion, &mut |d| tick(d, n as usize))?;
+                let t = |v: &[f32]| Tensor::from_slice(v);
+                let f64s = |v: &[f64]| Tensor::from_slice(&v.iter().map(|&x| x as f32).collect::<Vec<_>>());
+                (t(&sums.class_sum).view([gated, c, w]), f64s(&sums.open), f64s(&sums.change))
             }
-            for l in 1..fwd.blocks.len() {
-                let d = (&fwd.blocks[l] - &fwd.blocks[l - 1]).abs().sum(Kind::Float);
-                let _ = change.get(l as i64).g_add_(&d);
-            }
-            if !tick((start + len) as usize, n as usize) {
-                return None;
-            }
-        }
+            None => torch_sums(model, probe, opts, tick)?,
+        };
         let counts = Tensor::zeros([c], f).index_add(0, &probe.y.to_device(dev), &Tensor::ones([n], f)).clamp_min(1.0); // [C]
         let mean_gate = class_sum.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / n as f64; // [L, W]
         let class_mean = (class_sum / counts.view([1, c, 1])).permute([1, 0, 2]).contiguous(); // [C, L, W]

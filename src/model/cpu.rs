@@ -14,7 +14,12 @@
 //! The maths is [`fast`](super::fast)'s (Appendix A of the paper); `tests/suite/model.rs`
 //! checks both against autograd. libtorch is touched only at the edges (data pointers).
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use tch::{Kind, Tensor};
+
+pub use super::pointwise::ProbeSums;
 
 use super::pointwise;
 use super::{Activation, Model};
@@ -133,16 +138,18 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(lay: &Layout, rows: usize) -> Shard {
+    /// Buffers for `rows` rows; `training` adds the backward's.
+    fn new(lay: &Layout, rows: usize, training: bool) -> Shard {
         let (w, l) = (lay.width, lay.layers());
+        let sized = |len: usize| if training { vec![0.0; len] } else { Vec::new() };
         Shard {
             rows,
             xs: vec![0.0; (l + 1) * rows * w],
             ht: vec![0.0; l * rows * 2 * w],
             logits: vec![0.0; rows * lay.classes],
-            dy: vec![0.0; rows * w],
-            dz: vec![0.0; rows * 2 * w],
-            grad: vec![0.0; lay.len],
+            dy: sized(rows * w),
+            dz: sized(rows * 2 * w),
+            grad: sized(lay.len),
             loss: 0.0,
             correct: 0,
         }
@@ -150,13 +157,15 @@ impl Shard {
 
     /// Forward, loss and backward of this shard's rows: `x` [rows, input], `labels` [rows].
     fn run(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32], labels: &[i64], batch: usize) {
-        self.forward(p, lay, a, x);
+        self.forward(p, lay, a, x, None);
         let (loss, correct) = pointwise::softmax_cross_entropy(&mut self.logits, &p[lay.bo..lay.bo + lay.classes], labels, batch);
         (self.loss, self.correct) = (loss, correct);
         self.backward(p, lay, a, x);
     }
 
-    fn forward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32]) {
+    /// The forward of this shard's first `self.rows` rows; `lesion` closes one highway
+    /// layer's gates (1-based: T := 0 and the layer copies its input).
+    fn forward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32], lesion: Option<usize>) {
         let (r, w, c, n) = (self.rows, lay.width, lay.classes, self.rows * lay.width);
         // state 0 = act(x·W0ᵀ + b0)  [rows, width]
         matmul(&mut self.xs[..n], (r, w, lay.input), false, rows(x, lay.input), tr(&p[lay.w0..], lay.input));
@@ -165,11 +174,16 @@ impl Shard {
             let ht = &mut self.ht[i * 2 * n..(i + 1) * 2 * n]; // [rows, 2·width]
             let (before, after) = self.xs.split_at_mut((i + 1) * n);
             let x = &before[i * n..];
+            if lesion == Some(i + 1) {
+                ht.fill(0.0);
+                after[..n].copy_from_slice(x);
+                continue;
+            }
             matmul(ht, (r, 2 * w, w), false, rows(x, w), tr(&p[wc..], w));
             pointwise::highway_forward(ht, x, &mut after[..n], &p[bc..bc + 2 * w], a);
         }
-        let last = &self.xs[lay.layers() * n..];
-        matmul(&mut self.logits, (r, c, w), false, rows(last, w), tr(&p[lay.wo..], w));
+        let last = &self.xs[lay.layers() * n..(lay.layers() + 1) * n];
+        matmul(&mut self.logits[..r * c], (r, c, w), false, rows(last, w), tr(&p[lay.wo..], w));
     }
 
     fn backward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32]) {
@@ -222,7 +236,7 @@ impl Step {
         let count = self.threads.min(batch / 16).max(1);
         let sizes: Vec<usize> = (0..count).map(|i| batch / count + usize::from(i < batch % count)).collect();
         if self.shards.iter().map(|s| s.rows).ne(sizes.iter().copied()) {
-            self.shards = sizes.into_iter().map(|r| Shard::new(&self.layout, r)).collect();
+            self.shards = sizes.into_iter().map(|r| Shard::new(&self.layout, r, true)).collect();
         }
     }
 
@@ -278,4 +292,204 @@ fn sum_into(out: &mut [f32], shards: &[Shard]) {
             *o += g;
         }
     }
+}
+
+/// Floats of per-thread buffers an inference block may take (16 MiB).
+const BLOCK_BUDGET: usize = 4 << 20;
+
+/// A tensor's rows as a slice: f32 (or i64 labels), contiguous, on the CPU.
+fn host<T: tch::kind::Element>(t: &Tensor) -> (Tensor, usize) {
+    let t = t.to_device(tch::Device::Cpu).to_kind(T::KIND).contiguous();
+    let n = t.numel();
+    (t, n)
+}
+
+/// `t`'s memory (see [`host`]).
+///
+/// # Safety
+/// `t` must be a contiguous CPU tensor of `n` elements of `T`, alive and unchanged while the
+/// slice is used.
+unsafe fn slice_of<T>(t: &Tensor, n: usize) -> &[T] {
+    std::slice::from_raw_parts(t.data_ptr() as *const T, n)
+}
+
+/// Inference of a highway MLP on the CPU with the training step's kernels: evaluation,
+/// probe passes and lesion replays, over blocks of rows spread across threads.
+pub struct Infer<'m> {
+    layout: Layout,
+    activation: Activation,
+    params: &'m [f32],
+    threads: usize,
+    /// Rows per block: the buffers of every layer's state and H | T stay within [`BLOCK_BUDGET`].
+    block: usize,
+}
+
+impl<'m> Infer<'m> {
+    /// The CPU inference of `model` on `threads` threads, if it can run it (as [`Step::new`]).
+    pub fn new(model: &'m Model, threads: usize) -> Option<Infer<'m>> {
+        let f = &model.flat;
+        let fits = model.arch.adaptive_highway() && f.device() == tch::Device::Cpu && f.kind() == Kind::Float && f.is_contiguous();
+        let layout = Layout::of(model).filter(|_| fits)?;
+        // SAFETY: a contiguous f32 CPU tensor of `len` elements, borrowed with the model
+        let params = unsafe { slice_of::<f32>(f, layout.len) };
+        let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
+        let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
+        Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block })
+    }
+
+    /// Runs `work(acc, shard, rows)` on blocks of the `n` rows, on the threads, each thread
+    /// folding into its own accumulator. `tick(rows done)` is called on this thread; when it
+    /// returns false the pass stops and returns None.
+    fn blocks<A: Send>(
+        &self,
+        n: usize,
+        init: impl Fn() -> A + Sync,
+        work: impl Fn(&mut A, &mut Shard, Range<usize>) + Sync,
+        tick: &mut dyn FnMut(usize) -> bool,
+    ) -> Option<Vec<A>> {
+        let count = n.div_ceil(self.block);
+        let (done, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let threads = self.threads.min(count).max(1);
+        let run = |t: usize, tick: &mut dyn FnMut(usize) -> bool| {
+            let (mut acc, mut shard) = (init(), Shard::new(&self.layout, self.block, false));
+            for b in (t..count).step_by(threads) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let rows = b * self.block..((b + 1) * self.block).min(n);
+                shard.rows = rows.len();
+                work(&mut acc, &mut shard, rows);
+                let d = (done.fetch_add(1, Ordering::Relaxed) + 1) * self.block;
+                if !tick(d.min(n)) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            acc
+        };
+        let accs = std::thread::scope(|s| {
+            let others: Vec<_> = (1..threads).map(|t| s.spawn(move || run(t, &mut |_| true))).collect();
+            let mut accs = vec![run(0, tick)];
+            accs.extend(others.into_iter().map(|h| h.join().expect("an inference thread panicked")));
+            accs
+        });
+        (!stop.load(Ordering::Relaxed)).then_some(accs)
+    }
+
+    /// Mean loss and accuracy on `x` ([n, input_dim]) and `y` ([n]), with `lesion` closed.
+    pub fn evaluate(&self, x: &Tensor, y: &Tensor, lesion: Option<usize>) -> (f64, f64) {
+        let (lay, a, p) = (&self.layout, self.activation, self.params);
+        let ((xt, xn), (yt, n)) = (host::<f32>(x), host::<i64>(y));
+        // SAFETY: contiguous CPU tensors of these lengths, alive for the pass
+        let (xs, ys) = unsafe { (slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, n)) };
+        let accs = self.blocks(
+            n,
+            || (0f64, 0f64),
+            |acc, shard, r| {
+                shard.forward(p, lay, a, &xs[r.start * lay.input..r.end * lay.input], lesion);
+                let (loss, correct) = score(&mut shard.logits[..r.len() * lay.classes], &p[lay.bo..lay.bo + lay.classes], &ys[r]);
+                *acc = (acc.0 + loss, acc.1 + correct);
+            },
+            &mut |_| true,
+        );
+        let (loss, correct) = accs.expect("never cancelled").into_iter().fold((0.0, 0.0), |s, a| (s.0 + a.0, s.1 + a.1));
+        (loss / n.max(1) as f64, correct / n.max(1) as f64)
+    }
+
+    /// Loss and correct predictions summed over `x`, `y`: row 0 with no lesion, row l with
+    /// highway layer l lesioned (each lesion replays only the layers after it from the cached
+    /// input of layer l). `tick(rows done)` after each block.
+    pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize)) -> Vec<(f64, f64)> {
+        let (lay, a, p) = (&self.layout, self.activation, self.params);
+        let ((xt, xn), (yt, n)) = (host::<f32>(x), host::<i64>(y));
+        // SAFETY: contiguous CPU tensors of these lengths, alive for the pass
+        let (xs, ys) = unsafe { (slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, n)) };
+        let (w, rows_max, l) = (lay.width, self.block, lay.layers());
+        let init = || (vec![(0f64, 0f64); l + 1], vec![0f32; 2 * rows_max * w], vec![0f32; 2 * rows_max * w]);
+        let accs = self.blocks(
+            n,
+            init,
+            |(sums, ht, pair), shard, r| {
+                let (bo, labels) = (&p[lay.bo..lay.bo + lay.classes], &ys[r.clone()]);
+                shard.forward(p, lay, a, &xs[r.start * lay.input..r.end * lay.input], None);
+                let m = r.len() * w;
+                let mut add = |row: usize, logits: &mut [f32]| {
+                    let (loss, correct) = score(logits, bo, labels);
+                    sums[row] = (sums[row].0 + loss, sums[row].1 + correct);
+                };
+                add(0, &mut shard.logits[..r.len() * lay.classes]);
+                for lesion in 1..=l {
+                    // the input of layer `lesion` is what layer lesion + 1 gets
+                    let (q, next) = pair.split_at_mut(rows_max * w);
+                    q[..m].copy_from_slice(&shard.xs[(lesion - 1) * m..lesion * m]);
+                    let out = self.replay(&mut ht[..2 * m], &mut q[..m], &mut next[..m], lesion, r.len());
+                    matmul(&mut shard.logits[..r.len() * lay.classes], (r.len(), lay.classes, w), false, rows(out, w), tr(&p[lay.wo..], w));
+                    add(lesion, &mut shard.logits[..r.len() * lay.classes]);
+                }
+            },
+            &mut |d| {
+                tick(d);
+                true
+            },
+        );
+        let mut total = vec![(0f64, 0f64); l + 1];
+        for (sums, _, _) in accs.expect("never cancelled") {
+            for (t, s) in total.iter_mut().zip(sums) {
+                *t = (t.0 + s.0, t.1 + s.1);
+            }
+        }
+        total
+    }
+
+    /// Runs highway layers `from + 1..` (1-based) on the state `q` ([r, width]), ping-ponging
+    /// with `next`; returns the final state.
+    fn replay<'b>(&self, ht: &mut [f32], mut q: &'b mut [f32], mut next: &'b mut [f32], from: usize, r: usize) -> &'b [f32] {
+        let (lay, p, w) = (&self.layout, self.params, self.layout.width);
+        for i in from..lay.layers() {
+            let (wc, bc) = (lay.wc[i], lay.bc[i]);
+            matmul(ht, (r, 2 * w, w), false, rows(q, w), tr(&p[wc..], w));
+            pointwise::highway_forward(ht, q, next, &p[bc..bc + 2 * w], self.activation);
+            std::mem::swap(&mut q, &mut next);
+        }
+        q
+    }
+
+    /// A probe pass's sums over `x`, `y` (labels < `classes`), with `lesion` closed; None if
+    /// `tick(rows done)` returned false.
+    pub fn probe_sums(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        classes: usize,
+        lesion: Option<usize>,
+        tick: &mut dyn FnMut(usize) -> bool,
+    ) -> Option<ProbeSums> {
+        let (lay, a, p) = (&self.layout, self.activation, self.params);
+        let ((xt, xn), (yt, n)) = (host::<f32>(x), host::<i64>(y));
+        // SAFETY: contiguous CPU tensors of these lengths, alive for the pass
+        let (xs, ys) = unsafe { (slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, n)) };
+        let (w, l) = (lay.width, lay.layers());
+        let init = || ProbeSums { class_sum: vec![0.0; l * classes * w], open: vec![0.0; l], change: vec![0.0; l + 1] };
+        let accs = self.blocks(
+            n,
+            init,
+            |acc, shard, r| {
+                shard.forward(p, lay, a, &xs[r.start * lay.input..r.end * lay.input], lesion);
+                pointwise::probe_sums(&shard.ht, &shard.xs, &ys[r.clone()], (r.len(), w, l, classes), acc);
+            },
+            tick,
+        )?;
+        let mut total = init();
+        for s in accs {
+            total.class_sum.iter_mut().zip(&s.class_sum).for_each(|(t, v)| *t += v);
+            total.open.iter_mut().zip(&s.open).for_each(|(t, v)| *t += v);
+            total.change.iter_mut().zip(&s.change).for_each(|(t, v)| *t += v);
+        }
+        Some(total)
+    }
+}
+
+/// Summed loss and correct predictions of logits ([rows, classes], before the bias `bo`).
+fn score(logits: &mut [f32], bo: &[f32], labels: &[i64]) -> (f64, f64) {
+    let (loss, correct) = pointwise::softmax_cross_entropy(logits, bo, labels, 1);
+    (loss, correct as f64)
 }

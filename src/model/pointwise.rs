@@ -315,3 +315,34 @@ pub fn column_sums(m: &[f32], out: &mut [f32]) {
         }
     }
 }
+
+/// What a probe pass sums over its examples, per highway layer.
+pub struct ProbeSums {
+    /// [layers, classes, width]: T summed over each class's examples
+    pub class_sum: Vec<f32>,
+    /// [layers]: how many T > 0.5
+    pub open: Vec<f64>,
+    /// [layers + 1]: Σ |y_l − y_(l−1)| (entry 0 unused)
+    pub change: Vec<f64>,
+}
+
+/// Adds one block's probe statistics into `acc`: from `ht` (layers × [rows, 2w], H | T) and
+/// the states `xs` ((layers + 1) × [rows, w]) of `rows` examples with `labels`.
+pub fn probe_sums(ht: &[f32], xs: &[f32], labels: &[i64], (rows, w, layers, classes): (usize, usize, usize, usize), acc: &mut ProbeSums) {
+    let n = rows * w;
+    for l in 0..layers {
+        let class_sum = &mut acc.class_sum[l * classes * w..(l + 1) * classes * w];
+        let mut open = 0usize;
+        for (row, &label) in ht[l * 2 * n..(l + 1) * 2 * n].chunks_exact(2 * w).zip(labels) {
+            let t = &row[w..];
+            let sum = &mut class_sum[label as usize * w..(label as usize + 1) * w];
+            for (s, &v) in sum.iter_mut().zip(t) {
+                *s += v;
+            }
+            open += t.iter().filter(|&&v| v > 0.5).count();
+        }
+        acc.open[l] += open as f64;
+        let (before, after) = (&xs[l * n..(l + 1) * n], &xs[(l + 1) * n..(l + 2) * n]);
+        acc.change[l + 1] += before.iter().zip(after).map(|(a, b)| (b - a).abs() as f64).sum::<f64>();
+    }
+}

@@ -151,15 +151,11 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
             break;
         }
         epochs_done = epoch + 1;
-        let (_, test_accuracy) = torch_threads(threads, || model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default()));
-        let e = EpochStats {
-            epoch,
-            step,
-            train_loss: loss_sum / (seen / cfg.batch_size) as f64,
-            train_accuracy: correct_sum as f64 / seen as f64,
-            test_accuracy,
-        };
-        torch_threads(threads, || obs.on_epoch(&e, &model))?;
+        let (train_loss, train_accuracy) = (loss_sum / (seen / cfg.batch_size) as f64, correct_sum as f64 / seen as f64);
+        torch_threads(threads, || {
+            let (_, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
+            obs.on_epoch(&EpochStats { epoch, step, train_loss, train_accuracy, test_accuracy }, &model)
+        })?;
     }
     tch::set_num_threads(threads as i32);
     let seconds = start.elapsed().as_secs_f64();

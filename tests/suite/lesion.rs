@@ -57,6 +57,10 @@ fn replay_equals_full_lesioned_forwards() {
         for row in &report.layers {
             let (loss, acc) = model.evaluate(&tr.x, &tr.y, ForwardOpts { trace: false, lesion: Some(row.layer), ..Default::default() });
             assert!((row.train.loss - loss).abs() < 1e-5, "{act:?} layer {}: {} vs {loss}", row.layer, row.train.loss);
+            // `evaluate` runs the CPU kernels here; libtorch's forward agrees with them
+            let logits = tch::no_grad(|| model.forward(&tr.x, ForwardOpts { lesion: Some(row.layer), ..Default::default() }).logits);
+            let torch_loss = f64::try_from(logits.cross_entropy_for_logits(&tr.y)).unwrap();
+            assert!((torch_loss - loss).abs() < 1e-5, "{act:?} layer {}: libtorch {torch_loss} vs {loss}", row.layer);
             assert!((row.train.accuracy - acc).abs() <= 1.0 / 300.0 + 1e-12, "{act:?} layer {}", row.layer);
             let (tl, _) = model.evaluate(&te.x, &te.y, ForwardOpts { trace: false, lesion: Some(row.layer), ..Default::default() });
             assert!((row.test.loss - tl).abs() < 1e-5);
