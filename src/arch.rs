@@ -147,6 +147,19 @@ impl Arch {
         }
     }
 
+    /// FLOP of one training sample through an MLP (forward and backward: each weight's
+    /// multiply-add in the forward, in ∂W, and in ∂x except for the first layer's input);
+    /// None for conv nets.
+    pub fn training_flop_per_sample(&self) -> Option<usize> {
+        if self.family == Family::Conv {
+            return None;
+        }
+        let specs = self.param_specs();
+        let weights: usize = specs.iter().filter(|s| s.name.ends_with(".weight")).map(|s| s.numel()).sum();
+        let first = specs.iter().find(|s| s.name == "layers.0.block.weight").map_or(0, |s| s.numel());
+        Some(6 * weights - 2 * first)
+    }
+
     /// Floats one example's widest layer activation takes: width (MLPs) or width × h × w
     /// (conv nets, first stage).
     pub fn activation_floats(&self) -> usize {

@@ -139,6 +139,10 @@ pub struct BenchReport {
     /// Best round, autograd over the same parameters.
     pub autograd_samples_per_s: f64,
     pub fast_over_autograd: Option<f64>,
+    /// Work of one training sample (forward and backward), in FLOP (the MLP only).
+    pub flop_per_sample: Option<f64>,
+    /// What ours does of it per second, in GFLOP/s.
+    pub gflop_per_s: Option<f64>,
     /// A fixed reference throughput (`--reference N`) and ours over it.
     pub reference_samples_per_s: Option<f64>,
     pub fast_over_reference: Option<f64>,
@@ -276,6 +280,7 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
         None => None,
     };
     let ours = if mlp { fast } else { slow };
+    let flop = args.net.config(args.batch_size).arch(&data).training_flop_per_sample().map(|f| f as f64);
     let fixed = match args.reference {
         Some(Reference::Fixed(r)) => Some(r),
         _ => None,
@@ -297,6 +302,8 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
         fast_samples_per_s: mlp.then_some(fast),
         autograd_samples_per_s: slow,
         fast_over_autograd: mlp.then_some(fast / slow),
+        flop_per_sample: flop,
+        gflop_per_s: flop.map(|f| ours * f / 1e9),
         reference_samples_per_s: fixed,
         fast_over_reference: fixed.map(|r| ours / r),
         references,

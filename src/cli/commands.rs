@@ -365,6 +365,9 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         println!("fast path (fused H|T, hand-written backward): {f:>8.0} samples/s");
         println!("autograd path (same parameters):               {:>8.0} samples/s", r.autograd_samples_per_s);
         println!("fast / autograd: {x:.2}×");
+        if let (Some(g), Some(f)) = (r.gflop_per_s, r.flop_per_sample) {
+            println!("fast path: {g:.1} GFLOP/s ({:.2} MFLOP a sample, forward and backward)", f / 1e6);
+        }
     } else {
         println!("gatescope (autograd):                           {:>8.0} samples/s", r.autograd_samples_per_s);
     }
