@@ -22,7 +22,7 @@ pub fn exp(x: f32) -> f32 {
         .mul_add(r, 8.333_452e-3)
         .mul_add(r, 4.166_579_6e-2)
         .mul_add(r, 1.666_666_5e-1)
-        .mul_add(r, 5.000_000_1e-1);
+        .mul_add(r, 0.5);
     let p = p.mul_add(r * r, r) + 1.0;
     // 2^n from the bits of n + 127 + 2^23, whose low mantissa bits are n + 127 (in 1..=254)
     p * f32::from_bits((n + 8_388_735.0).to_bits() << 23)
