@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use crate::arch::{Activation, Family};
 use crate::data;
 use crate::model::Model;
-use crate::recipe::{ProbeOpts, TrainConfig, CADENCE, RECIPE, THREADS};
+use crate::recipe::{Cadence, ProbeOpts, TrainConfig, RECIPE, THREADS};
 use crate::session::{self, CaptureOpts};
 use crate::train::{Stepper, Tensors};
 
@@ -88,8 +88,10 @@ pub struct BenchOpts {
     /// Measurements of each path; the best counts.
     pub rounds: usize,
     pub reference: Option<Reference>,
-    /// Also measure recording's cost over this many epochs.
+    /// Also measure recording's cost over this many epochs,
     pub record_epochs: Option<usize>,
+    /// snapshotting at this cadence.
+    pub record_every: Cadence,
 }
 
 impl Default for BenchOpts {
@@ -104,6 +106,7 @@ impl Default for BenchOpts {
             rounds: 3,
             reference: None,
             record_epochs: None,
+            record_every: Cadence::Epochs(1),
         }
     }
 }
@@ -168,8 +171,15 @@ pub struct RecordingCost {
     pub file_bytes: u64,
 }
 
-/// Trains `epochs` epochs of the default recipe twice, without and with a recording.
-pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<RecordingCost> {
+/// Trains `epochs` epochs of the default recipe twice, without and with a recording every
+/// `every`.
+pub fn recording_cost(
+    epochs: usize,
+    every: Cadence,
+    threads: usize,
+    rounds: usize,
+    tick: &mut dyn FnMut(Tick),
+) -> anyhow::Result<RecordingCost> {
     let data = data::load(data::DatasetKind::Mnist, None)?;
     let cfg = crate::recipe::TrainConfig { epochs, threads, ..RECIPE };
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -189,7 +199,7 @@ pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, tick: &mut d
 
         tick(Tick::Message(&format!("round {}: training with recording", round + 1)));
         let t = Instant::now();
-        let capture = CaptureOpts { record: Some(path.clone()), every: Some(CADENCE), probe, ..Default::default() };
+        let capture = CaptureOpts { record: Some(path.clone()), every: Some(every), probe, ..Default::default() };
         let run = session::train_recorded(&cfg, &data, capture, "bench", &stop, &mut ())?;
         r = r.max(samples(&run.outcome) / t.elapsed().as_secs_f64());
         snapshots = run.snapshots;
@@ -198,7 +208,7 @@ pub fn recording_cost(epochs: usize, threads: usize, rounds: usize, tick: &mut d
     let _ = std::fs::remove_dir_all(&dir);
     Ok(RecordingCost {
         epochs,
-        cadence: CADENCE.to_string(),
+        cadence: every.to_string(),
         probe_examples: crate::recipe::PROBE_EXAMPLES,
         samples: probe.samples,
         plain_samples_per_s: p,
@@ -276,7 +286,7 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
         tick(Tick::Message(&format!("fast {fast:.0}/s, autograd {slow:.0}/s")));
     }
     let recording = match args.record_epochs {
-        Some(epochs) => Some(recording_cost(epochs.max(1), args.threads, args.rounds, tick)?),
+        Some(epochs) => Some(recording_cost(epochs.max(1), args.record_every, args.threads, args.rounds, tick)?),
         None => None,
     };
     let ours = if mlp { fast } else { slow };

@@ -301,9 +301,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SAMPLES_PER_S|python|PYTHON")]
     pub reference: Option<String>,
     /// Also measure the cost of recording: train EPOCHS epochs with and without
-    /// `--record` at the default cadence, side by side
+    /// `--record` (snapshots at step 0, every --record-every and at the end), side by side
     #[arg(long, value_name = "EPOCHS", num_args = 0..=1, default_missing_value = "8")]
     pub record: Option<usize>,
+    /// The snapshot cadence of --record, e.g. 1epochs or 200steps
+    #[arg(long, value_name = "CADENCE", default_value = "1epochs")]
+    pub record_every: Cadence,
     /// Print a JSON object
     #[arg(long)]
     pub json: bool,
@@ -325,6 +328,7 @@ impl BenchArgs {
             rounds: self.rounds,
             reference: self.reference.as_deref().map(reference).transpose()?,
             record_epochs: self.record,
+            record_every: self.record_every,
         })
     }
 }

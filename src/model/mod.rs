@@ -338,7 +338,9 @@ pub fn keep_freed_tensor_memory() {
 /// Pixels [n, dim] u8 → [n, dim] f32 in [0, 1].
 pub fn images_tensor(images: &[u8], dim: usize) -> Tensor {
     let n = (images.len() / dim) as i64;
-    Tensor::from_slice(images).view([n, dim as i64]).to_kind(Kind::Float) / 255.0
+    let mut x = Tensor::from_slice(images).view([n, dim as i64]).to_kind(Kind::Float);
+    let _ = x.g_div_scalar_(255.0); // in place: no second [n, dim] f32 buffer at the peak
+    x
 }
 
 /// Labels → [n] i64.

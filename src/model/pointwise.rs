@@ -90,9 +90,9 @@ macro_rules! by_act {
 /// run time. (Closures such as `array::from_fn`'s are not inlined across the feature
 /// boundary: keep the bodies to plain loops.)
 macro_rules! multiversion {
-    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
         $(#[$doc])*
-        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
@@ -136,10 +136,94 @@ fn bias_act_rows<A: Act>(z: &mut [f32], b: &[f32]) {
     }
 }
 
+/// A highway layer's forward after its matrix product. Rows of `ht` ([rows, 2w]) hold
+/// `x·W_Hᵀ | x·W_Tᵀ` and become `H | T`; `y = x + T·(H − x)` ([rows, w]). `b` is [2w].
+pub fn highway_forward(ht: &mut [f32], x: &[f32], y: &mut [f32], b: &[f32], a: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { avx512::highway_forward(ht, x, y, b, a) };
+    }
+    highway_forward_auto(ht, x, y, b, a)
+}
+
 multiversion! {
-    /// A highway layer's forward after its matrix product. Rows of `ht` ([rows, 2w]) hold
-    /// `x·W_Hᵀ | x·W_Tᵀ` and become `H | T`; `y = x + T·(H − x)` ([rows, w]). `b` is [2w].
-    pub fn highway_forward(ht: &mut [f32], x: &[f32], y: &mut [f32], b: &[f32], a: Activation) => highway_forward_body
+    /// [`highway_forward`] by the compiler's vectorisation.
+    fn highway_forward_auto(ht: &mut [f32], x: &[f32], y: &mut [f32], b: &[f32], a: Activation) => highway_forward_body
+}
+
+/// The forward pass's hottest loop written with AVX-512 intrinsics: masked loads and stores
+/// for the last columns of a row (no scalar tail), and `rcp14` with a Newton step for the
+/// divisions of `sigmoid` and `tanh`.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Activation;
+
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m512 {
+        _mm512_set1_ps(v)
+    }
+
+    /// e^x, as [`super::exp`].
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, splat(-87.0)), splat(88.0));
+        let n = _mm512_roundscale_ps::<0b1000>(_mm512_mul_ps(x, splat(std::f32::consts::LOG2_E))); // nearest
+        let r = _mm512_fnmadd_ps(n, splat(-2.121_944_4e-4), _mm512_fnmadd_ps(n, splat(0.693_359_4), x));
+        let mut p = splat(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            p = _mm512_fmadd_ps(p, r, splat(c));
+        }
+        let p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), splat(1.0));
+        _mm512_scalef_ps(p, n)
+    }
+
+    /// 1 / d to full f32 precision: `rcp14` and one Newton step.
+    #[inline(always)]
+    unsafe fn recip(d: __m512) -> __m512 {
+        let r = _mm512_rcp14_ps(d);
+        _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, splat(2.0)))
+    }
+
+    #[inline(always)]
+    unsafe fn sigmoid(z: __m512) -> __m512 {
+        recip(_mm512_add_ps(splat(1.0), exp(_mm512_sub_ps(_mm512_setzero_ps(), z))))
+    }
+
+    #[inline(always)]
+    unsafe fn tanh(z: __m512) -> __m512 {
+        let s = recip(_mm512_add_ps(splat(1.0), exp(_mm512_mul_ps(z, splat(-2.0)))));
+        _mm512_fmsub_ps(s, splat(2.0), splat(1.0))
+    }
+
+    /// [`super::highway_forward`].
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn highway_forward(ht: &mut [f32], x: &[f32], y: &mut [f32], b: &[f32], a: Activation) {
+        let w = b.len() / 2;
+        let rows = (ht.len() / (2 * w)).min(x.len() / w).min(y.len() / w);
+        let (ht, x, y, b) = (ht.as_mut_ptr(), x.as_ptr(), y.as_mut_ptr(), b.as_ptr());
+        for row in 0..rows {
+            let (h, x, y) = (ht.add(row * 2 * w), x.add(row * w), y.add(row * w));
+            let t = h.add(w);
+            for j in (0..w).step_by(16) {
+                // lanes past the row's end are neither read nor written
+                let m: __mmask16 = if w - j >= 16 { !0 } else { (1u16 << (w - j)) - 1 };
+                let zh = _mm512_add_ps(_mm512_maskz_loadu_ps(m, h.add(j)), _mm512_maskz_loadu_ps(m, b.add(j)));
+                let zt = _mm512_add_ps(_mm512_maskz_loadu_ps(m, t.add(j)), _mm512_maskz_loadu_ps(m, b.add(w + j)));
+                let hv = match a {
+                    Activation::Tanh => tanh(zh),
+                    Activation::Relu => _mm512_max_ps(zh, _mm512_setzero_ps()),
+                };
+                let tv = sigmoid(zt);
+                let xv = _mm512_maskz_loadu_ps(m, x.add(j));
+                _mm512_mask_storeu_ps(h.add(j), m, hv);
+                _mm512_mask_storeu_ps(t.add(j), m, tv);
+                _mm512_mask_storeu_ps(y.add(j), m, _mm512_fmadd_ps(tv, _mm512_sub_ps(hv, xv), xv));
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -326,23 +410,114 @@ pub struct ProbeSums {
     pub change: Vec<f64>,
 }
 
-/// Adds one block's probe statistics into `acc`: from `ht` (layers × [rows, 2w], H | T) and
-/// the states `xs` ((layers + 1) × [rows, w]) of `rows` examples with `labels`.
-pub fn probe_sums(ht: &[f32], xs: &[f32], labels: &[i64], (rows, w, layers, classes): (usize, usize, usize, usize), acc: &mut ProbeSums) {
+multiversion! {
+    /// Adds one block's probe statistics into `acc`: from `ht` (layers × [rows, 2w], H | T)
+    /// and the states `xs` ((layers + 1) × [rows, w]) of `rows` examples with `labels`.
+    pub fn probe_sums(ht: &[f32], xs: &[f32], labels: &[i64], shape: (usize, usize, usize, usize), acc: &mut ProbeSums) => probe_sums_body
+}
+
+#[inline(always)]
+fn probe_sums_body(ht: &[f32], xs: &[f32], labels: &[i64], (rows, w, layers, classes): (usize, usize, usize, usize), acc: &mut ProbeSums) {
     let n = rows * w;
     for l in 0..layers {
         let class_sum = &mut acc.class_sum[l * classes * w..(l + 1) * classes * w];
-        let mut open = 0usize;
+        let mut open = [0f32; LANES];
         for (row, &label) in ht[l * 2 * n..(l + 1) * 2 * n].chunks_exact(2 * w).zip(labels) {
             let t = &row[w..];
             let sum = &mut class_sum[label as usize * w..(label as usize + 1) * w];
             for (s, &v) in sum.iter_mut().zip(t) {
                 *s += v;
             }
-            open += t.iter().filter(|&&v| v > 0.5).count();
+            lane_sums(&mut open, t, |v| if v > 0.5 { 1.0 } else { 0.0 });
         }
-        acc.open[l] += open as f64;
-        let (before, after) = (&xs[l * n..(l + 1) * n], &xs[(l + 1) * n..(l + 2) * n]);
-        acc.change[l + 1] += before.iter().zip(after).map(|(a, b)| (b - a).abs() as f64).sum::<f64>();
+        acc.open[l] += open.iter().map(|&v| v as f64).sum::<f64>();
+        let mut change = [0f32; LANES];
+        lane_sums2(&mut change, &xs[l * n..(l + 1) * n], &xs[(l + 1) * n..(l + 2) * n], |a, b| (b - a).abs());
+        acc.change[l + 1] += change.iter().map(|&v| v as f64).sum::<f64>();
+    }
+}
+
+/// `acc[k] += f(v)` for the values `v` of `s` in lane `k` (index mod LANES): sums the compiler
+/// can vectorise (no single running sum).
+#[inline(always)]
+fn lane_sums(acc: &mut [f32; LANES], s: &[f32], f: impl Fn(f32) -> f32) {
+    let chunks = s.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..LANES {
+            acc[k] += f(c[k]);
+        }
+    }
+    for (k, &v) in tail.iter().enumerate() {
+        acc[k] += f(v);
+    }
+}
+
+/// [`lane_sums`] of `f(a, b)` over two slices.
+#[inline(always)]
+fn lane_sums2(acc: &mut [f32; LANES], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..LANES {
+            acc[k] += f(x[k], y[k]);
+        }
+    }
+    for (k, (&x, &y)) in ta.iter().zip(tb).enumerate() {
+        acc[k] += f(x, y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [−6, 6].
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 12_001) as f32 / 1_000.0 - 6.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exp_sigmoid_and_tanh_match_the_library() {
+        for &x in &[-100.0f32, -87.5, -20.0, -1.0, -1e-3, 0.0, 1e-6, 0.3, 1.0, 5.5, 40.0, 88.0, 100.0] {
+            let e = exp(x);
+            let want = x.clamp(-87.0, 88.0).exp();
+            assert!((e - want).abs() <= 4.0 * f32::EPSILON * want, "exp({x}) = {e}, not {want}");
+            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6, "sigmoid({x})");
+            assert!((tanh(x) - x.tanh()).abs() < 1e-6, "tanh({x})");
+        }
+    }
+
+    /// Every compiled version of the forward (the one this CPU picks, the baseline body)
+    /// agrees, on widths with and without a partial last vector.
+    #[test]
+    fn every_version_of_the_forward_agrees() {
+        for (w, rows) in [(50usize, 7usize), (16, 3), (7, 5), (33, 2)] {
+            for a in [Activation::Tanh, Activation::Relu] {
+                let (z, x, b) = (values(rows * 2 * w, 1), values(rows * w, 2), values(2 * w, 3));
+                let (mut ht1, mut y1) = (z.clone(), vec![0.0; rows * w]);
+                let (mut ht2, mut y2) = (z.clone(), vec![0.0; rows * w]);
+                highway_forward(&mut ht1, &x, &mut y1, &b, a);
+                highway_forward_body(&mut ht2, &x, &mut y2, &b, a);
+                let close = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(u, v)| (u - v).abs() < 2e-6);
+                assert!(close(&ht1, &ht2) && close(&y1, &y2), "{a:?}, width {w}");
+                // and H, T, y are what they claim: act(z + b), sigmoid(z + b), x + T·(H − x)
+                let (h, t) = (ht2[0], ht2[w]);
+                let want_h = match a {
+                    Activation::Tanh => (z[0] + b[0]).tanh(),
+                    Activation::Relu => (z[0] + b[0]).max(0.0),
+                };
+                assert!((h - want_h).abs() < 1e-6 && (t - 1.0 / (1.0 + (-(z[w] + b[w])).exp())).abs() < 1e-6);
+                assert!((y2[0] - (x[0] + t * (h - x[0]))).abs() < 1e-6);
+            }
+        }
     }
 }
