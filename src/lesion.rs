@@ -61,7 +61,7 @@ pub fn lesion_all(
 ) -> anyhow::Result<LesionReport> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
-    if let Some(infer) = cpu::Infer::new(model, tch::get_num_threads() as usize) {
+    if let Some(infer) = cpu::Infer::new(model, cpu::threads()) {
         // the CPU kernels: every lesion in one pass over blocks of rows
         let total = (train.x.size()[0] + test.x.size()[0]) as usize;
         let tr = cpu_tally(&infer, train, 0, total, progress);

@@ -194,7 +194,7 @@ pub fn snapshot_with(
         let opts = ForwardOpts { trace: true, lesion, ..Default::default() };
         let (n, dev) = (probe.len() as i64, model.device());
         let f = (Kind::Float, dev);
-        let (class_sum, open, change) = match cpu::Infer::new(model, tch::get_num_threads() as usize) {
+        let (class_sum, open, change) = match cpu::Infer::new(model, cpu::threads()) {
             Some(infer) => {
                 let sums = infer.probe_sums(&probe.x, &probe.y, probe.classes, lesion, &mut |d| tick(d, n as usize))?;
                 let t = |v: &[f32]| Tensor::from_slice(v);

@@ -221,9 +221,8 @@ impl Step {
     /// contiguous f32 parameters on the CPU.
     ///
     /// The step runs its own threads. Keep libtorch's intra-op pool at one thread while
-    /// stepping ([`crate::train::torch_threads`]): after each parallel op, OpenMP's workers
-    /// spin-wait for more work and take the cores from the shards (measured: 16k vs 31k
-    /// samples/s on two cores).
+    /// stepping (as `train` does): after each parallel op, OpenMP's workers spin-wait for more
+    /// work and take the cores from the shards (measured: 16k vs 31k samples/s on two cores).
     pub fn new(model: &Model, threads: usize) -> Option<Step> {
         let f = &model.flat;
         let fits = model.arch.adaptive_highway() && f.device() == tch::Device::Cpu && f.kind() == Kind::Float && f.is_contiguous();
@@ -291,6 +290,34 @@ fn sum_into(out: &mut [f32], shards: &[Shard]) {
         for (o, &g) in out.iter_mut().zip(&s.grad) {
             *o += g;
         }
+    }
+}
+
+/// Threads of the CPU kernels' inference set by [`Threads::set`] (0: libtorch's intra-op count).
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The threads the CPU kernels' inference ([`Infer`]) runs on: those set by [`Threads::set`],
+/// else libtorch's intra-op count (which every front-end sets from `--threads`).
+pub fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => tch::get_num_threads().max(1) as usize,
+        n => n,
+    }
+}
+
+/// Sets the CPU kernels' inference threads apart from libtorch's, until dropped (the trainer
+/// keeps libtorch to one thread while its steps run their own).
+pub struct Threads(usize);
+
+impl Threads {
+    pub fn set(n: usize) -> Threads {
+        Threads(THREADS.swap(n.max(1), Ordering::Relaxed))
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        THREADS.store(self.0, Ordering::Relaxed);
     }
 }
 

@@ -300,7 +300,7 @@ impl Model {
         if n == 0 {
             return (f64::NAN, f64::NAN);
         }
-        if let Some(infer) = cpu::Infer::new(self, tch::get_num_threads() as usize) {
+        if let Some(infer) = cpu::Infer::new(self, cpu::threads()) {
             return infer.evaluate(x, y, opts.lesion);
         }
         let chunk = self.arch.chunk(10_000);

@@ -103,11 +103,14 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     let fast = arch.adaptive_highway() && !cfg.no_fast;
 
     let mut stepper = Stepper::new(&model, cfg, fast);
-    // libtorch's threads between the steps' work (snapshots, evaluation); one while stepping
-    // when the steps run their own threads
-    let (threads, stepping) = (cfg.threads, if stepper.owns_threads() { 1 } else { cfg.threads });
+    // When the steps run their own threads, libtorch keeps one for the whole loop (its
+    // OpenMP workers would spin between ops and take the cores); the CPU kernels' inference
+    // (evaluation, probes) still runs on `cfg.threads`.
+    let _kernels = cpu::Threads::set(cfg.threads);
     obs.on_start(cfg.epochs, batches, &model)?;
-    tch::set_num_threads(stepping as i32);
+    if stepper.owns_threads() {
+        tch::set_num_threads(1);
+    }
     let start = Instant::now();
     let (mut step, mut epochs_done, mut interrupted) = (0usize, 0usize, false);
     'epochs: for epoch in 0..cfg.epochs {
@@ -145,19 +148,17 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
                 lr,
                 samples_per_s: (step * cfg.batch_size) as f64 / start.elapsed().as_secs_f64(),
             };
-            torch_threads(threads, || obs.on_batch(&stats, &model))?;
+            obs.on_batch(&stats, &model)?;
         }
         if seen == 0 {
             break;
         }
         epochs_done = epoch + 1;
         let (train_loss, train_accuracy) = (loss_sum / (seen / cfg.batch_size) as f64, correct_sum as f64 / seen as f64);
-        torch_threads(threads, || {
-            let (_, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
-            obs.on_epoch(&EpochStats { epoch, step, train_loss, train_accuracy, test_accuracy }, &model)
-        })?;
+        let (_, test_accuracy) = model.evaluate(&test_t.x, &test_t.y, ForwardOpts::default());
+        obs.on_epoch(&EpochStats { epoch, step, train_loss, train_accuracy, test_accuracy }, &model)?;
     }
-    tch::set_num_threads(threads as i32);
+    tch::set_num_threads(cfg.threads as i32);
     let seconds = start.elapsed().as_secs_f64();
     obs.on_finish(&model, step, step as f64 / batches as f64)?;
     let mut card = initial_card(cfg, data)?;
@@ -258,7 +259,7 @@ impl Stepper {
     }
 
     /// Whether the steps run their own threads (the CPU fast path): then keep libtorch's
-    /// intra-op pool at one thread while stepping ([`torch_threads`]).
+    /// intra-op pool at one thread while stepping (as `train` does, and `bench` through [`torch_threads`]).
     pub fn owns_threads(&self) -> bool {
         matches!(self.path, GradPath::Cpu(_))
     }
