@@ -30,7 +30,8 @@ pub struct ProbeSet {
     pub sample_labels: Vec<u32>,
     /// [K, input_dim] pixels
     pub sample_images: Vec<u8>,
-    /// The test split, for test accuracy.
+    /// The test split, for test accuracy: pixels [N_test, input_dim] u8, scaled to [0, 1] a
+    /// chunk at a time (no f32 copy of the whole split is kept).
     pub test_x: Tensor,
     pub test_y: Tensor,
 }
@@ -71,7 +72,7 @@ impl ProbeSet {
             sample_indices: picked.iter().map(|&i| i as u32).collect(),
             sample_labels: picked.iter().map(|&i| labels[i] as u32).collect(),
             sample_images,
-            test_x: images_tensor(&data.test.images, dim),
+            test_x: Tensor::from_slice(&data.test.images).view([data.test.len() as i64, dim as i64]),
             test_y: labels_tensor(&data.test.labels),
         }
     }
@@ -178,6 +179,26 @@ fn torch_sums(
     Some((class_sum, open, change))
 }
 
+/// Accuracy on the probe set's test split, with `lesion` closed.
+fn test_accuracy(model: &Model, probe: &ProbeSet, lesion: Option<usize>) -> f64 {
+    const TEST_CHUNK: i64 = 5_000;
+    let n = probe.test_y.size()[0];
+    if n == 0 {
+        return f64::NAN;
+    }
+    let opts = ForwardOpts { trace: false, lesion, ..Default::default() };
+    let correct: f64 = (0..n)
+        .step_by(TEST_CHUNK as usize)
+        .map(|start| {
+            let len = TEST_CHUNK.min(n - start);
+            let mut x = probe.test_x.narrow(0, start, len).to_kind(Kind::Float);
+            let _ = x.g_div_scalar_(255.0);
+            model.evaluate(&x, &probe.test_y.narrow(0, start, len), opts).1 * len as f64
+        })
+        .sum();
+    correct / n as f64
+}
+
 /// [`snapshot`], calling `tick(examples done, total)` after each chunk of the probe set;
 /// None as soon as `tick` returns false (the pass was cancelled).
 pub fn snapshot_with(
@@ -228,7 +249,7 @@ pub fn snapshot_with(
         let preds = sf.logits.argmax(-1, false);
         let test_accuracy = match progress.test_accuracy {
             Some(a) if lesion.is_none() => a,
-            _ => model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion, ..Default::default() }).1,
+            _ => test_accuracy(model, probe, lesion),
         };
         Some(Snapshot {
             step: progress.step,
