@@ -92,7 +92,7 @@ fn lesion_in_viewer() -> String {
     app.queue(Command::Open(gatescope::recipe::Example::first(gatescope::recipe::ExampleKind::Model).file()));
     let mut h = Harness::builder().with_size([1920.0, 1080.0]).build_ui_state(|ui, app: &mut ViewerApp| app.show(ui), app);
     let t = Instant::now();
-    while !h.state().store.snapshots.first().is_some_and(|s| !s.mean_gate.is_empty()) && t.elapsed().as_secs() < 60 {
+    while h.state().store.snapshots.first().is_none_or(|s| s.mean_gate.is_empty()) && t.elapsed().as_secs() < 60 {
         h.step();
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
