@@ -193,7 +193,8 @@ fn test_accuracy(model: &Model, probe: &ProbeSet, lesion: Option<usize>) -> f64 
             let len = TEST_CHUNK.min(n - start);
             let mut x = probe.test_x.narrow(0, start, len).to_kind(Kind::Float);
             let _ = x.g_div_scalar_(255.0);
-            model.evaluate(&x, &probe.test_y.narrow(0, start, len), opts).1 * len as f64
+            (model.evaluate(&x, &probe.test_y.narrow(0, start, len), opts).1 * len as f64).round()
+            // correct
         })
         .sum();
     correct / n as f64

@@ -103,9 +103,8 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     let fast = arch.adaptive_highway() && !cfg.no_fast;
 
     let mut stepper = Stepper::new(&model, cfg, fast);
-    // When the steps run their own threads, libtorch keeps one for the whole loop (its
-    // OpenMP workers would spin between ops and take the cores); the CPU kernels' inference
-    // (evaluation, probes) still runs on `cfg.threads`.
+    // Steps that run their own threads: libtorch keeps one for the loop (its OpenMP workers
+    // would spin between ops); the CPU kernels' inference still runs on `cfg.threads`.
     let _kernels = cpu::Threads::set(cfg.threads);
     obs.on_start(cfg.epochs, batches, &model)?;
     if stepper.owns_threads() {

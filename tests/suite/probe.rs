@@ -66,7 +66,9 @@ fn a_probe_pass_reproduces_a_direct_computation() {
     assert_eq!(snap.sample_predictions, preds);
     assert!(close(&snap.gate_bias.data, &[-2.0; 7 * 12], 0.0));
     assert_eq!((snap.step, snap.epoch), (7, 0.5));
-    let (_, acc) = model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts::default());
+    // the test split is kept as pixels
+    assert_eq!(probe.test_x.kind(), Kind::Uint8);
+    let (_, acc) = model.evaluate(&(probe.test_x.to_kind(Kind::Float) / 255.0), &probe.test_y, ForwardOpts::default());
     assert_eq!(snap.test_accuracy, acc);
 
     // a lesioned probe closes that layer's gates
