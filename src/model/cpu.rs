@@ -44,7 +44,13 @@ struct Layout {
 }
 
 impl Layout {
+    /// The layout of `model` if the CPU kernels can run it: a highway MLP with contiguous f32
+    /// parameters on the CPU.
     fn of(model: &Model) -> Option<Layout> {
+        let f = &model.flat;
+        if !(model.arch.adaptive_highway() && f.device() == tch::Device::Cpu && f.kind() == Kind::Float && f.is_contiguous()) {
+            return None;
+        }
         let at = |name: &str| model.spec(name).map(|s| s.offset);
         let highway = 1..model.arch.depth;
         Some(Layout {
@@ -224,18 +230,16 @@ impl Step {
     /// stepping (as `train` does): after each parallel op, OpenMP's workers spin-wait for more
     /// work and take the cores from the shards (measured: 16k vs 31k samples/s on two cores).
     pub fn new(model: &Model, threads: usize) -> Option<Step> {
-        let f = &model.flat;
-        let fits = model.arch.adaptive_highway() && f.device() == tch::Device::Cpu && f.kind() == Kind::Float && f.is_contiguous();
-        let layout = Layout::of(model).filter(|_| fits)?;
+        let layout = Layout::of(model)?;
         Some(Step { layout, activation: model.arch.activation, threads: threads.max(1), shards: Vec::new() })
     }
 
     /// The shards for a batch: one per thread, at least 16 rows each.
     fn shards_for(&mut self, batch: usize) {
         let count = self.threads.min(batch / 16).max(1);
-        let sizes: Vec<usize> = (0..count).map(|i| batch / count + usize::from(i < batch % count)).collect();
-        if self.shards.iter().map(|s| s.rows).ne(sizes.iter().copied()) {
-            self.shards = sizes.into_iter().map(|r| Shard::new(&self.layout, r, true)).collect();
+        let sizes = (0..count).map(|i| batch / count + usize::from(i < batch % count));
+        if self.shards.iter().map(|s| s.rows).ne(sizes.clone()) {
+            self.shards = sizes.map(|r| Shard::new(&self.layout, r, true)).collect();
         }
     }
 
@@ -247,34 +251,32 @@ impl Step {
         let lay = &self.layout;
         assert!(x.size() == [batch as i64, lay.input as i64] && y.size() == [batch as i64], "batch shapes");
         assert!(model.flat.numel() == lay.len && grad.numel() == lay.len && grad.is_contiguous() && grad.kind() == Kind::Float);
-        let x = x.to_kind(Kind::Float).contiguous();
-        let y = y.to_kind(Kind::Int64).contiguous();
-        // SAFETY: contiguous CPU tensors of these lengths (checked above and in `new`); the
-        // step only reads `flat`, `x` and `y`, and nothing else touches `grad` meanwhile.
+        let ((xt, xn), (yt, yn)) = (host::<f32>(x), host::<i64>(y));
+        // SAFETY: contiguous CPU tensors of these lengths (checked above, in `host` and in
+        // `Layout::of`); the step only reads `flat`, `x` and `y`, and nothing else touches
+        // `grad` meanwhile.
         let (p, xs, ys, out) = unsafe {
             (
-                std::slice::from_raw_parts(model.flat.data_ptr() as *const f32, lay.len),
-                std::slice::from_raw_parts(x.data_ptr() as *const f32, batch * lay.input),
-                std::slice::from_raw_parts(y.data_ptr() as *const i64, batch),
+                slice_of::<f32>(&model.flat, lay.len),
+                slice_of::<f32>(&xt, xn),
+                slice_of::<i64>(&yt, yn),
                 std::slice::from_raw_parts_mut(grad.data_ptr() as *mut f32, lay.len),
             )
         };
         let a = self.activation;
+        // shard i takes the rows after those of shards 0..i; shard 0 runs on this thread
+        let mut start = 0;
+        let mut parts = self.shards.iter_mut().map(|shard| {
+            let rows = start..start + shard.rows;
+            start = rows.end;
+            (shard, &xs[rows.start * lay.input..rows.end * lay.input], &ys[rows])
+        });
+        let (first, x0, y0) = parts.next().expect("at least one shard");
         std::thread::scope(|s| {
-            let mut start = 0;
-            let mut mine = None;
-            for shard in self.shards.iter_mut() {
-                let (x, y) = (&xs[start * lay.input..(start + shard.rows) * lay.input], &ys[start..start + shard.rows]);
-                start += shard.rows;
-                match mine {
-                    None => mine = Some((shard, x, y)),
-                    Some(_) => {
-                        s.spawn(move || shard.run(p, lay, a, x, y, batch));
-                    }
-                }
+            for (shard, x, y) in parts {
+                s.spawn(move || shard.run(p, lay, a, x, y, batch));
             }
-            let (shard, x, y) = mine.expect("at least one shard");
-            shard.run(p, lay, a, x, y, batch);
+            first.run(p, lay, a, x0, y0, batch);
         });
         sum_into(out, &self.shards);
         let loss = self.shards.iter().map(|s| s.loss).sum::<f64>() / batch as f64;
@@ -293,31 +295,36 @@ fn sum_into(out: &mut [f32], shards: &[Shard]) {
     }
 }
 
-/// Threads of the CPU kernels' inference set by [`Threads::set`] (0: libtorch's intra-op count).
-static THREADS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Threads of the CPU kernels' inference set on this thread by [`Threads::set`] (0:
+    /// libtorch's intra-op count). Per thread, so that runs training side by side (a sweep's
+    /// jobs, the viewer's trainer beside its model) each keep their own.
+    static THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
-/// The threads the CPU kernels' inference ([`Infer`]) runs on: those set by [`Threads::set`],
-/// else libtorch's intra-op count (which every front-end sets from `--threads`).
+/// The threads the CPU kernels' inference ([`Infer`]) runs on when called from this thread:
+/// those set by [`Threads::set`], else libtorch's intra-op count (which every front-end sets
+/// from `--threads`).
 pub fn threads() -> usize {
-    match THREADS.load(Ordering::Relaxed) {
+    match THREADS.get() {
         0 => tch::get_num_threads().max(1) as usize,
         n => n,
     }
 }
 
-/// Sets the CPU kernels' inference threads apart from libtorch's, until dropped (the trainer
-/// keeps libtorch to one thread while its steps run their own).
+/// Sets this thread's CPU kernel inference threads apart from libtorch's, until dropped (the
+/// trainer keeps libtorch to one thread while its steps run their own).
 pub struct Threads(usize);
 
 impl Threads {
     pub fn set(n: usize) -> Threads {
-        Threads(THREADS.swap(n.max(1), Ordering::Relaxed))
+        Threads(THREADS.replace(n.max(1)))
     }
 }
 
 impl Drop for Threads {
     fn drop(&mut self) {
-        THREADS.store(self.0, Ordering::Relaxed);
+        THREADS.set(self.0);
     }
 }
 
@@ -354,11 +361,10 @@ pub struct Infer<'m> {
 impl<'m> Infer<'m> {
     /// The CPU inference of `model` on `threads` threads, if it can run it (as [`Step::new`]).
     pub fn new(model: &'m Model, threads: usize) -> Option<Infer<'m>> {
-        let f = &model.flat;
-        let fits = model.arch.adaptive_highway() && f.device() == tch::Device::Cpu && f.kind() == Kind::Float && f.is_contiguous();
-        let layout = Layout::of(model).filter(|_| fits)?;
-        // SAFETY: a contiguous f32 CPU tensor of `len` elements, borrowed with the model
-        let params = unsafe { slice_of::<f32>(f, layout.len) };
+        let layout = Layout::of(model)?;
+        // SAFETY: a contiguous f32 CPU tensor of `len` elements (`Layout::of`), borrowed with
+        // the model
+        let params = unsafe { slice_of::<f32>(&model.flat, layout.len) };
         let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
         let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
         Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block })

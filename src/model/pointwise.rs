@@ -2,10 +2,12 @@
 //! (the CPU fast path, [`super::cpu`]).
 //!
 //! Each function is written once as an `#[inline(always)]` body of branch-free loops, and
-//! compiled three times: for the baseline target and, chosen at run time, for AVX2 + FMA and for
-//! AVX-512, where the loops vectorise. The loops work on fixed-size lanes (all loads, then the
-//! arithmetic, then all stores) so that the compiler need not prove slices apart. `exp` is a polynomial (Cephes' `expf`, within 2 ulp) because the
-//! library's is a scalar call; `sigmoid` and `tanh` are built on it.
+//! compiled three times: for the baseline target and, chosen at run time, for AVX2 + FMA and
+//! for AVX-512, where the loops vectorise. The loops work on fixed-size lanes (all loads, then
+//! the arithmetic, then all stores) so that the compiler need not prove slices apart. `exp` is
+//! a polynomial (Cephes' `expf`, within 2 ulp) because the library's is a scalar call;
+//! `sigmoid` and `tanh` are built on it. The hottest loop, [`highway_forward`], also has an
+//! AVX-512 version written with intrinsics.
 
 use crate::arch::Activation;
 
@@ -266,7 +268,7 @@ fn highway_forward_lanes<A: Act, const N: usize>(h: &mut [f32], t: &mut [f32], x
     y[..N].copy_from_slice(&yv);
 }
 
-/// Lanes processed together by the pointwise loops (one AVX2 register of f32).
+/// Lanes processed together by the pointwise loops (one AVX-512 register of f32).
 const LANES: usize = 16;
 
 #[inline(always)]
@@ -428,34 +430,19 @@ fn probe_sums_body(ht: &[f32], xs: &[f32], labels: &[i64], (rows, w, layers, cla
             for (s, &v) in sum.iter_mut().zip(t) {
                 *s += v;
             }
-            lane_sums(&mut open, t, |v| if v > 0.5 { 1.0 } else { 0.0 });
+            lane_sums(&mut open, t, t, |v, _| if v > 0.5 { 1.0 } else { 0.0 });
         }
         acc.open[l] += open.iter().map(|&v| v as f64).sum::<f64>();
         let mut change = [0f32; LANES];
-        lane_sums2(&mut change, &xs[l * n..(l + 1) * n], &xs[(l + 1) * n..(l + 2) * n], |a, b| (b - a).abs());
+        lane_sums(&mut change, &xs[l * n..(l + 1) * n], &xs[(l + 1) * n..(l + 2) * n], |a, b| (b - a).abs());
         acc.change[l + 1] += change.iter().map(|&v| v as f64).sum::<f64>();
     }
 }
 
-/// `acc[k] += f(v)` for the values `v` of `s` in lane `k` (index mod LANES): sums the compiler
-/// can vectorise (no single running sum).
+/// `acc[k] += f(a[i], b[i])` for every i, in lane k = i mod LANES: a sum the compiler can
+/// vectorise (no single running sum).
 #[inline(always)]
-fn lane_sums(acc: &mut [f32; LANES], s: &[f32], f: impl Fn(f32) -> f32) {
-    let chunks = s.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for k in 0..LANES {
-            acc[k] += f(c[k]);
-        }
-    }
-    for (k, &v) in tail.iter().enumerate() {
-        acc[k] += f(v);
-    }
-}
-
-/// [`lane_sums`] of `f(a, b)` over two slices.
-#[inline(always)]
-fn lane_sums2(acc: &mut [f32; LANES], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+fn lane_sums(acc: &mut [f32; LANES], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ta, tb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
