@@ -1,6 +1,6 @@
 //! `gatescope bench`: training throughput on real MNIST batches through the trainer's own step
-//! ([`crate::train::Stepper`]): the Figure-2 model (fast path and autograd side by side) or the
-//! conv highway net of Table 1 (autograd); optionally the project's PyTorch references
+//! ([`crate::train::Stepper`]): the Figure-2 model or the conv highway net of Table 1, each by
+//! its fast path and by autograd side by side; optionally the project's PyTorch references
 //! (`benches/pytorch/`) run as subprocesses, alternating with ours round by round.
 
 use std::time::Instant;
@@ -116,7 +116,7 @@ impl Default for BenchOpts {
 pub struct ReferenceRun {
     pub system: String,
     pub samples_per_s: f64,
-    /// Ours (the fast path; autograd for the conv net) over it.
+    /// Ours (the fast path) over it.
     pub ours_over_it: f64,
 }
 
@@ -137,7 +137,7 @@ pub struct BenchReport {
     pub threads: usize,
     pub steps: usize,
     pub rounds: usize,
-    /// Best round, fused kernel with hand-written backward (the MLP only).
+    /// Best round, the hand-written backward with fused pointwise kernels.
     pub fast_samples_per_s: Option<f64>,
     /// Best round, autograd over the same parameters.
     pub autograd_samples_per_s: f64,
@@ -262,9 +262,7 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
     tch::set_num_threads(args.threads as i32);
     let data = data::load(data::DatasetKind::Mnist, None)?;
     let train = Tensors::train(&data);
-    let mlp = args.net == BenchNet::Mlp;
-    let paths = if mlp { 2 } else { 1 };
-    tick(Tick::Total((paths * args.rounds * (args.steps + args.warmup)) as u64));
+    tick(Tick::Total((2 * args.rounds * (args.steps + args.warmup)) as u64));
     let python = match &args.reference {
         Some(Reference::Python(p)) => Some(p.as_path()),
         _ => None,
@@ -279,9 +277,7 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
                 *best = best.max(python_reference(py, args, flags)?);
             }
         }
-        if mlp {
-            fast = fast.max(measure(true, args, &data, &train, tick)?);
-        }
+        fast = fast.max(measure(true, args, &data, &train, tick)?);
         slow = slow.max(measure(false, args, &data, &train, tick)?);
         tick(Tick::Message(&format!("fast {fast:.0}/s, autograd {slow:.0}/s")));
     }
@@ -289,7 +285,7 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
         Some(epochs) => Some(recording_cost(epochs.max(1), args.record_every, args.threads, args.rounds, tick)?),
         None => None,
     };
-    let ours = if mlp { fast } else { slow };
+    let ours = fast;
     let flop = args.net.config(args.batch_size).arch(&data).training_flop_per_sample().map(|f| f as f64);
     let fixed = match args.reference {
         Some(Reference::Fixed(r)) => Some(r),
@@ -309,9 +305,9 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
         threads: args.threads,
         steps: args.steps,
         rounds: args.rounds,
-        fast_samples_per_s: mlp.then_some(fast),
+        fast_samples_per_s: Some(fast),
         autograd_samples_per_s: slow,
-        fast_over_autograd: mlp.then_some(fast / slow),
+        fast_over_autograd: Some(fast / slow),
         flop_per_sample: flop,
         gflop_per_s: flop.map(|f| ours * f / 1e9),
         reference_samples_per_s: fixed,

@@ -235,7 +235,7 @@ pub struct TrainConfig {
     pub threads: usize,
     #[serde(default)]
     pub device: DeviceChoice,
-    /// Autograd instead of the fused highway kernel.
+    /// Autograd instead of the hand-written backward (highway MLP, conv highway net on the CPU).
     pub no_fast: bool,
 }
 

@@ -275,8 +275,8 @@ pub struct InfoArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The net timed: the Figure-2 MLP (fast path and autograd) or the conv highway net of
-    /// Table 1 (10 layers × 16 channels, relu)
+    /// The net timed, each by its fast path and by autograd: the Figure-2 MLP or the conv
+    /// highway net of Table 1 (10 layers × 16 channels, relu)
     #[arg(long, value_enum, default_value_t = BenchArch::Mlp)]
     pub arch: BenchArch,
     /// Minibatch size
@@ -628,8 +628,9 @@ pub struct TrainFlags {
     /// Where to train (and probe): cpu, cuda (a GPU; an error without one) or auto
     #[arg(long, value_enum, default_value_t = RECIPE.device)]
     pub device: DeviceChoice,
-    /// Use autograd instead of the fused highway kernel with its hand-written backward
-    /// (same numbers, slower; other families always use autograd)
+    /// Use autograd instead of the hand-written backward with fused pointwise kernels (same
+    /// numbers, slower). The highway MLP and, on the CPU, the conv highway net have one; other
+    /// families always use autograd
     #[arg(long)]
     pub no_fast: bool,
 }

@@ -74,24 +74,24 @@ impl Layout {
 
 /// A matrix operand over a slice: element (i, j) at `i·rs + j·cs`.
 #[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
+pub(super) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
 }
 
 /// A row-major `[_, cols]` matrix.
-fn rows(data: &[f32], cols: usize) -> Mat<'_> {
+pub(super) fn rows(data: &[f32], cols: usize) -> Mat<'_> {
     Mat { data, rs: cols, cs: 1 }
 }
 
 /// The transpose of a row-major `[_, cols]` matrix.
-fn tr(data: &[f32], cols: usize) -> Mat<'_> {
+pub(super) fn tr(data: &[f32], cols: usize) -> Mat<'_> {
     Mat { data, rs: 1, cs: cols }
 }
 
 /// `dst ([m, n], row-major) = (dst if acc, else 0) + lhs [m, k] · rhs [k, n]`.
-fn matmul(dst: &mut [f32], (m, n, k): (usize, usize, usize), acc: bool, lhs: Mat, rhs: Mat) {
+pub(super) fn matmul(dst: &mut [f32], (m, n, k): (usize, usize, usize), acc: bool, lhs: Mat, rhs: Mat) {
     let last = |a: &Mat, r: usize, c: usize| (r - 1) * a.rs + (c - 1) * a.cs;
     if m == 0 || n == 0 || k == 0 {
         return;
@@ -236,10 +236,9 @@ impl Step {
 
     /// The shards for a batch: one per thread, at least 16 rows each.
     fn shards_for(&mut self, batch: usize) {
-        let count = self.threads.min(batch / 16).max(1);
-        let sizes = (0..count).map(|i| batch / count + usize::from(i < batch % count));
-        if self.shards.iter().map(|s| s.rows).ne(sizes.clone()) {
-            self.shards = sizes.map(|r| Shard::new(&self.layout, r, true)).collect();
+        let sizes = shard_sizes(self.threads, batch);
+        if self.shards.iter().map(|s| s.rows).ne(sizes.iter().copied()) {
+            self.shards = sizes.into_iter().map(|r| Shard::new(&self.layout, r, true)).collect();
         }
     }
 
@@ -264,21 +263,8 @@ impl Step {
             )
         };
         let a = self.activation;
-        // shard i takes the rows after those of shards 0..i; shard 0 runs on this thread
-        let mut start = 0;
-        let mut parts = self.shards.iter_mut().map(|shard| {
-            let rows = start..start + shard.rows;
-            start = rows.end;
-            (shard, &xs[rows.start * lay.input..rows.end * lay.input], &ys[rows])
-        });
-        let (first, x0, y0) = parts.next().expect("at least one shard");
-        std::thread::scope(|s| {
-            for (shard, x, y) in parts {
-                s.spawn(move || shard.run(p, lay, a, x, y, batch));
-            }
-            first.run(p, lay, a, x0, y0, batch);
-        });
-        sum_into(out, &self.shards);
+        in_shards(&mut self.shards, |s| s.rows, (xs, lay.input), ys, |shard, x, y| shard.run(p, lay, a, x, y, batch));
+        sum_into(out, self.shards.iter().map(|s| &s.grad[..]));
         let loss = self.shards.iter().map(|s| s.loss).sum::<f64>() / batch as f64;
         let correct = self.shards.iter().map(|s| s.correct).sum::<i64>();
         (Tensor::from(loss as f32), Tensor::from(correct))
@@ -286,13 +272,45 @@ impl Step {
 }
 
 /// `out = Σ shard gradients`.
-fn sum_into(out: &mut [f32], shards: &[Shard]) {
-    out.copy_from_slice(&shards[0].grad);
-    for s in &shards[1..] {
-        for (o, &g) in out.iter_mut().zip(&s.grad) {
+pub(super) fn sum_into<'a>(out: &mut [f32], mut grads: impl Iterator<Item = &'a [f32]>) {
+    out.copy_from_slice(grads.next().expect("at least one shard"));
+    for g in grads {
+        for (o, &g) in out.iter_mut().zip(g) {
             *o += g;
         }
     }
+}
+
+/// The sizes of a batch's shards on `threads` threads: one per thread, at least 16 rows each.
+pub(super) fn shard_sizes(threads: usize, batch: usize) -> Vec<usize> {
+    let count = threads.min(batch / 16).max(1);
+    (0..count).map(|i| batch / count + usize::from(i < batch % count)).collect()
+}
+
+/// Runs `run(shard, x, labels)` for every shard on its rows of the batch (`x`: rows of `input`
+/// floats; shard i takes the rows after those of shards 0..i): shard 0 on this thread, the
+/// others on threads of their own.
+pub(super) fn in_shards<S: Send>(
+    shards: &mut [S],
+    rows_of: impl Fn(&S) -> usize,
+    (x, input): (&[f32], usize),
+    labels: &[i64],
+    run: impl Fn(&mut S, &[f32], &[i64]) + Sync,
+) {
+    let mut start = 0;
+    let mut parts = shards.iter_mut().map(|shard| {
+        let rows = start..start + rows_of(shard);
+        start = rows.end;
+        (shard, &x[rows.start * input..rows.end * input], &labels[rows])
+    });
+    let (first, x0, y0) = parts.next().expect("at least one shard");
+    let run = &run;
+    std::thread::scope(|s| {
+        for (shard, x, y) in parts {
+            s.spawn(move || run(shard, x, y));
+        }
+        run(first, x0, y0);
+    });
 }
 
 thread_local! {
@@ -332,7 +350,7 @@ impl Drop for Threads {
 const BLOCK_BUDGET: usize = 4 << 20;
 
 /// A tensor's rows as a slice: f32 (or i64 labels), contiguous, on the CPU.
-fn host<T: tch::kind::Element>(t: &Tensor) -> (Tensor, usize) {
+pub(super) fn host<T: tch::kind::Element>(t: &Tensor) -> (Tensor, usize) {
     let t = t.to_device(tch::Device::Cpu).to_kind(T::KIND).contiguous();
     let n = t.numel();
     (t, n)
@@ -343,7 +361,7 @@ fn host<T: tch::kind::Element>(t: &Tensor) -> (Tensor, usize) {
 /// # Safety
 /// `t` must be a contiguous CPU tensor of `n` elements of `T`, alive and unchanged while the
 /// slice is used.
-unsafe fn slice_of<T>(t: &Tensor, n: usize) -> &[T] {
+pub(super) unsafe fn slice_of<T>(t: &Tensor, n: usize) -> &[T] {
     std::slice::from_raw_parts(t.data_ptr() as *const T, n)
 }
 

@@ -13,6 +13,7 @@
 //! There is one forward per family ([`Model::forward`]); it hands back, per layer, the gate
 //! activity T and the block output y when asked. The trainer, the probe and `eval` all call it.
 
+pub mod conv_cpu;
 pub mod cpu;
 pub mod export_torch;
 pub mod fast;

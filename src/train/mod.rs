@@ -14,7 +14,7 @@ use tch::{Kind, Tensor};
 
 use crate::data::Dataset;
 use crate::model::file::{DatasetInfo, Metrics, ModelCard};
-use crate::model::{cpu, fast, images_tensor, labels_tensor, Arch, ForwardOpts, Model};
+use crate::model::{conv_cpu, cpu, fast, images_tensor, labels_tensor, Arch, ForwardOpts, Model};
 pub use crate::recipe::TrainConfig;
 pub use optim::{Optimizer, Schedule, Sgd};
 
@@ -100,7 +100,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, stop: &AtomicBool, obs: &mut dyn
     let batches = n / cfg.batch_size;
     anyhow::ensure!(batches >= 1, "--batch-size {} is larger than the training set ({n})", cfg.batch_size);
     let total_steps = cfg.max_steps.map_or(batches * cfg.epochs, |m| m.min(batches * cfg.epochs));
-    let fast = arch.adaptive_highway() && !cfg.no_fast;
+    let fast = !cfg.no_fast;
 
     let mut stepper = Stepper::new(&model, cfg, fast);
     // Steps that run their own threads: libtorch keeps one for the loop (its OpenMP workers
@@ -230,18 +230,28 @@ pub struct Stepper {
 enum GradPath {
     /// The highway fast path in Rust over the tensors' memory (CPU, f32).
     Cpu(Box<cpu::Step>),
+    /// The conv highway net's step in Rust over the tensors' memory (CPU, f32).
+    Conv(Box<conv_cpu::Step>),
     /// The highway fast path as libtorch ops (any device), writing through these views of `grad`.
     Torch(fast::Views),
     Autograd,
 }
 
 impl Stepper {
+    /// The stepper of `model`; `fast`: by a hand-written backward where there is one (the
+    /// highway MLP anywhere, the conv highway net on the CPU), else autograd.
     pub fn new(model: &Model, cfg: &TrainConfig, fast: bool) -> Self {
         let grad = model.flat.zeros_like();
-        let path = match cpu::Step::new(model, cfg.threads) {
-            _ if !(fast && model.arch.adaptive_highway()) => GradPath::Autograd,
-            Some(step) => GradPath::Cpu(Box::new(step)),
-            None => GradPath::Torch(fast::Views::new(model, &grad)),
+        let path = if !fast {
+            GradPath::Autograd
+        } else if let Some(step) = cpu::Step::new(model, cfg.threads) {
+            GradPath::Cpu(Box::new(step))
+        } else if let Some(step) = conv_cpu::Step::new(model, cfg.threads) {
+            GradPath::Conv(Box::new(step))
+        } else if model.arch.adaptive_highway() {
+            GradPath::Torch(fast::Views::new(model, &grad))
+        } else {
+            GradPath::Autograd
         };
         Stepper { opt: Sgd::new(&model.flat, &model.specs, cfg), grad, path }
     }
@@ -250,6 +260,7 @@ impl Stepper {
     pub fn step(&mut self, model: &mut Model, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
         let (loss, correct) = match &mut self.path {
             GradPath::Cpu(step) => tch::no_grad(|| step.loss_and_grad(model, x, y, &mut self.grad)),
+            GradPath::Conv(step) => tch::no_grad(|| step.loss_and_grad(model, x, y, &mut self.grad)),
             GradPath::Torch(views) => tch::no_grad(|| fast::loss_and_grad(model, x, y, views)),
             GradPath::Autograd => autograd_step(model, x, y, &self.grad),
         };
@@ -257,10 +268,10 @@ impl Stepper {
         (loss, correct)
     }
 
-    /// Whether the steps run their own threads (the CPU fast path): then keep libtorch's
+    /// Whether the steps run their own threads (the CPU fast paths): then keep libtorch's
     /// intra-op pool at one thread while stepping (as `train` does, and `bench` through [`torch_threads`]).
     pub fn owns_threads(&self) -> bool {
-        matches!(self.path, GradPath::Cpu(_))
+        matches!(self.path, GradPath::Cpu(_) | GradPath::Conv(_))
     }
 
     /// The gradient of the last step, [num_params].

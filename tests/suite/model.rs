@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use gatescope::model::{cpu, fast, file, Activation, Arch, Family, ForwardOpts, Model};
+use gatescope::model::{conv_cpu, cpu, fast, file, Activation, Arch, Family, ForwardOpts, Model};
 use gatescope::train::{autograd_step, Stepper, TrainConfig};
 use tch::{Kind, Tensor};
 
@@ -326,6 +326,62 @@ fn conv_highway_forward_traces_channel_means_and_spatial_maps() {
     let (last, _) = autograd_step(&model, &x, &y, &grad);
     let (first, last) = (f64::try_from(&first).unwrap(), f64::try_from(&last).unwrap());
     assert!(last < 0.6 * first, "conv net loss fell only from {first} to {last}");
+}
+
+#[test]
+fn the_conv_cpu_step_gives_the_same_gradients_and_trajectory_as_autograd() {
+    // 3-channel 9×7 images (odd sizes: pooling drops the last row and column), three stages
+    // (pooling twice), both activations; 40 images: the step splits them into two shards of 20
+    for act in [Activation::Relu, Activation::Tanh] {
+        let a = Arch {
+            family: Family::Conv,
+            depth: 5,
+            width: 5,
+            input_dim: 3 * 9 * 7,
+            classes: 3,
+            activation: act,
+            gate_bias: -1.0,
+            conv_stages: vec![2, 1, 1],
+            image_shape: Some([3, 9, 7]),
+            ..arch(Family::Highway, 5, 5)
+        };
+        a.validate().unwrap();
+        let model = Model::new(a.clone(), 4).unwrap();
+        tch::manual_seed(11);
+        let x = Tensor::rand([40, 3 * 9 * 7], (Kind::Float, tch::Device::Cpu));
+        let y = Tensor::randint(3, [40], (Kind::Int64, tch::Device::Cpu));
+        let g_auto = model.flat.zeros_like();
+        let (loss_auto, correct_auto) = autograd_step(&model, &x, &y, &g_auto);
+        let mut g_cpu = model.flat.zeros_like();
+        let mut step = conv_cpu::Step::new(&model, 2).expect("a CPU conv highway net");
+        let (loss_cpu, correct_cpu) = step.loss_and_grad(&model, &x, &y, &mut g_cpu);
+        let l = f64::try_from(&loss_auto).unwrap();
+        assert!(max_abs_diff(&loss_auto, &loss_cpu) <= 1e-5 * l.abs().max(1.0), "{act:?}: loss {loss_cpu:?} vs {l}");
+        assert_eq!(i64::try_from(&correct_cpu).unwrap(), i64::try_from(&correct_auto).unwrap(), "{act:?}: correct");
+        // every parameter tensor's gradient, each against its own largest value
+        for spec in model.specs.iter() {
+            let (ga, gc) = (g_auto.narrow(0, spec.offset as i64, spec.numel() as i64), g_cpu.narrow(0, spec.offset as i64, spec.numel() as i64));
+            let scale = f64::try_from(ga.abs().max()).unwrap();
+            assert!(scale > 1e-7, "{act:?}: {} has a zero gradient", spec.name);
+            let rel = max_abs_diff(&ga, &gc) / scale;
+            assert!(rel < 2e-4, "{act:?}: {} differs by {rel:e} of its largest value {scale}", spec.name);
+        }
+        // 30 SGD steps each way from the same start stay together
+        let cfg = TrainConfig::default_recipe();
+        let mut m1 = Model::new(a.clone(), 4).unwrap();
+        let start = m1.flat.copy();
+        let mut m2 = Model::from_flat(a.clone(), start.copy()).unwrap();
+        let (mut s1, mut s2) = (Stepper::new(&m1, &cfg, true), Stepper::new(&m2, &cfg, false));
+        assert!(s1.owns_threads() && !s2.owns_threads(), "the conv net takes the CPU step");
+        for _ in 0..30 {
+            let (l1, _) = s1.step(&mut m1, &x, &y, 0.05);
+            let (l2, _) = s2.step(&mut m2, &x, &y, 0.05);
+            let l = f64::try_from(&l1).unwrap();
+            assert!(max_abs_diff(&l1, &l2) <= 1e-4 * l.abs().max(1.0), "{act:?}: loss {l}");
+        }
+        assert!(max_abs_diff(&m1.flat, &m2.flat) < 1e-4, "{act:?}: weights after 30 steps");
+        assert!(max_abs_diff(&m1.flat, &start) > 1e-3, "training moved the weights");
+    }
 }
 
 #[test]
