@@ -89,41 +89,78 @@ impl Grid {
     }
 }
 
-/// `z ([stored pixels, co]) = conv3x3(x)` for `x` a map of `ci` channels: per kernel row kh,
-/// one product of x's rows from stored pixel q + (kh − 1)·row − 1 on (3·ci wide: the taps
-/// kw = 0, 1, 2) with `wf`'s [3·ci, co] block kh.
-fn conv(z: &mut [f32], x: &[f32], g: Grid, (ci, co): (usize, usize), wf: &[f32]) {
+/// Stored pixels a convolution handles at a time: its output rows stay in L2 across the three
+/// kernel rows' products (and, in the forward, through the pointwise pass after them).
+const BLOCK: usize = 1024;
+
+/// `z ([stored pixels, co]) = conv3x3(x)` for `x` a map of `ci` channels, over the stored
+/// pixels from `first` on (as many as `z` holds): per kernel row kh, one product of x's rows
+/// from stored pixel q + (kh − 1)·row − 1 on (3·ci wide: the taps kw = 0, 1, 2) with `wf`'s
+/// [3·ci, co] block kh.
+fn conv(z: &mut [f32], x: &[f32], g: Grid, first: usize, (ci, co): (usize, usize), wf: &[f32]) {
     for kh in 0..3 {
         // guard + (kh − 1)·row − 1 = kh·row
-        let lhs = Mat { data: &x[kh * g.row() * ci..], rs: ci, cs: 1 };
-        matmul(z, (g.pixels(), co, 3 * ci), kh > 0, lhs, rows(&wf[kh * 3 * ci * co..], co));
+        let lhs = Mat { data: &x[(kh * g.row() + first) * ci..], rs: ci, cs: 1 };
+        matmul(z, (z.len() / co, co, 3 * ci), kh > 0, lhs, rows(&wf[kh * 3 * ci * co..], co));
     }
 }
 
-/// `dx ([stored pixels, ci]) += ∂x` of [`conv`] from `dz` (a map of `co` channels, zero outside
-/// the images' pixels): tap (kh, kw) sends dz at q to x at q + (kh − 1)·row + kw − 1, so dx at
-/// q reads dz from q − (kh − 1)·row − 1 on, against `wb`'s [3·co, ci] block kh (kw reversed).
-fn conv_input_grad(dx: &mut [f32], dz: &[f32], g: Grid, (ci, co): (usize, usize), wb: &[f32]) {
+/// `dx ([stored pixels, ci]) += ∂x` of [`conv`] over the stored pixels from `first` on (as
+/// many as `dx` holds), from `dz` (a map of `co` channels, zero outside the images' pixels):
+/// tap (kh, kw) sends dz at q to x at q + (kh − 1)·row + kw − 1, so dx at q reads dz from
+/// q − (kh − 1)·row − 1 on, against `wb`'s [3·co, ci] block kh (kw reversed).
+fn conv_input_grad(dx: &mut [f32], dz: &[f32], g: Grid, first: usize, (ci, co): (usize, usize), wb: &[f32]) {
     for kh in 0..3 {
         // guard − (kh − 1)·row − 1 = (2 − kh)·row
-        let lhs = Mat { data: &dz[(2 - kh) * g.row() * co..], rs: co, cs: 1 };
-        matmul(dx, (g.pixels(), ci, 3 * co), true, lhs, rows(&wb[kh * 3 * co * ci..], ci));
+        let lhs = Mat { data: &dz[((2 - kh) * g.row() + first) * co..], rs: co, cs: 1 };
+        matmul(dx, (dx.len() / ci, ci, 3 * co), true, lhs, rows(&wb[kh * 3 * co * ci..], ci));
     }
 }
 
-/// ∂W of [`conv`] ([co, ci, 3, 3], written into `dw`) from `dz` ([stored pixels, co], zero
-/// outside the images' pixels) and its input `x`; `tmp` holds [3·ci, co].
-fn conv_weight_grad(dw: &mut [f32], dz: &[f32], x: &[f32], g: Grid, (ci, co): (usize, usize), tmp: &mut [f32]) {
-    for kh in 0..3 {
+/// ∂W of [`conv`] over the stored pixels from `first` on (as many as `dz` ([pixels, co]) holds,
+/// zero outside the images' pixels) with input `x`, into `acc` ([3][(kw, c), o]): written if
+/// `fresh`, else added. [`lay_out`] turns it into [co, ci, 3, 3].
+fn conv_weight_grad(acc: &mut [f32], dz: &[f32], x: &[f32], g: Grid, first: usize, (ci, co): (usize, usize), fresh: bool) {
+    for (kh, acc) in acc.chunks_exact_mut(3 * ci * co).take(3).enumerate() {
         // [(kw, c), o] = Σ_q x[q + (kh − 1)·row + kw − 1, c] · dz[q, o]
-        let xt = Mat { data: &x[kh * g.row() * ci..], rs: 1, cs: ci };
-        matmul(tmp, (3 * ci, co, g.pixels()), false, xt, rows(dz, co));
+        let xt = Mat { data: &x[(kh * g.row() + first) * ci..], rs: 1, cs: ci };
+        matmul(acc, (3 * ci, co, dz.len() / co), !fresh, xt, rows(dz, co));
+    }
+}
+
+/// [`conv_weight_grad`]'s sums as the kernel's gradient [co, ci, 3, 3].
+fn lay_out(acc: &[f32], dw: &mut [f32], (ci, co): (usize, usize)) {
+    for kh in 0..3 {
         for kw in 0..3 {
             for c in 0..ci {
                 for o in 0..co {
-                    dw[(o * ci + c) * 9 + kh * 3 + kw] = tmp[(kw * ci + c) * co + o];
+                    dw[(o * ci + c) * 9 + kh * 3 + kw] = acc[((kh * 3 + kw) * ci + c) * co + o];
                 }
             }
+        }
+    }
+}
+
+/// A highway layer's backward on grid `g` (input `x`, saved H | T `ht`, backward kernel `wb`):
+/// `dy` comes in as ∂L/∂y and leaves as ∂L/∂x; ∂W goes into `acc` (see [`conv_weight_grad`]),
+/// ∂b into `db`. Block by block, so that a block's ∂z is still in L2 for its ∂W and ∂x products.
+#[allow(clippy::too_many_arguments)]
+fn layer_backward(dy: &mut [f32], dz: &mut [f32], ht: &[f32], x: &[f32], g: Grid, w: usize, wb: &[f32], db: &mut [f32], acc: &mut [f32], a: Activation) {
+    let (guard, n) = (g.guard(), g.pixels());
+    let blocks = n.div_ceil(BLOCK);
+    let span = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n);
+    db.fill(0.0);
+    for b in 0..=blocks {
+        if b < blocks {
+            let (r, q) = (span(b), guard + span(b).start..guard + span(b).end);
+            let dzb = &mut dz[q.start * 2 * w..q.end * 2 * w];
+            pointwise::highway_backward(&mut dy[q.start * w..q.end * w], dzb, &ht[r.start * 2 * w..r.end * 2 * w], &x[q.start * w..q.end * w], db, a);
+            conv_weight_grad(acc, dzb, x, g, r.start, (w, 2 * w), b == 0);
+        }
+        if b > 0 {
+            // block b − 1's ∂x reads ∂z up to a row and a pixel past its end: block b's
+            let q = guard + span(b - 1).start..guard + span(b - 1).end;
+            conv_input_grad(&mut dy[q.start * w..q.end * w], dz, g, span(b - 1).start, (w, 2 * w), wb);
         }
     }
 }
@@ -298,7 +335,7 @@ struct Shard {
     /// per grid: ∂L/∂y (width channels) and a layer's ∂L/∂z (2·width channels)
     dy: Vec<Vec<f32>>,
     dz: Vec<Vec<f32>>,
-    /// [3·width, 2·width]: a kernel row's weight gradient before it is laid out
+    /// [3][3·width, 2·width]: a kernel's gradient before it is laid out (`conv_weight_grad`)
     dw: Vec<f32>,
     grad: Vec<f32>,
     loss: f64,
@@ -321,7 +358,7 @@ impl Shard {
             logits: vec![0.0; images * lay.classes],
             dy: per_grid(w),
             dz: per_grid(2 * w),
-            dw: vec![0.0; 3 * w.max(lay.image[0]) * 2 * w],
+            dw: vec![0.0; 9 * w.max(lay.image[0]) * 2 * w],
             grad: vec![0.0; lay.len],
             loss: 0.0,
             correct: 0,
@@ -353,8 +390,10 @@ impl Shard {
         }
         // the plain layer: act(conv(x) + b0)  [stored pixels, width]
         let out = g.inner_mut(&mut self.maps[0], w);
-        conv(out, &self.input, g, (c, w), &k.plain);
-        pointwise::bias_act(out, &p[lay.b0..lay.b0 + w], a);
+        for (b, out) in out.chunks_mut(BLOCK * w).enumerate() {
+            conv(out, &self.input, g, b * BLOCK, (c, w), &k.plain);
+            pointwise::bias_act(out, &p[lay.b0..lay.b0 + w], a);
+        }
         g.clear_border(&mut self.maps[0], w);
         for l in 1..self.grids.len() {
             let g = self.grids[l];
@@ -366,9 +405,12 @@ impl Shard {
                 }
                 None => &before[l - 1],
             };
-            let ht = &mut self.ht[l - 1];
-            conv(ht, x, g, (w, 2 * w), &k.highway[l - 1]);
-            pointwise::highway_forward(ht, g.inner(x, w), g.inner_mut(&mut after[0], w), &p[lay.bc[l - 1]..lay.bc[l - 1] + 2 * w], a);
+            let b = &p[lay.bc[l - 1]..lay.bc[l - 1] + 2 * w];
+            let blocks = self.ht[l - 1].chunks_mut(BLOCK * 2 * w).zip(g.inner(x, w).chunks(BLOCK * w));
+            for (i, ((ht, xb), y)) in blocks.zip(g.inner_mut(&mut after[0], w).chunks_mut(BLOCK * w)).enumerate() {
+                conv(ht, x, g, i * BLOCK, (w, 2 * w), &k.highway[l - 1]);
+                pointwise::highway_forward(ht, xb, y, b, a);
+            }
             g.clear_border(&mut after[0], w);
         }
         // global average pooling, then the classifier: [images, classes]
@@ -418,13 +460,9 @@ impl Shard {
                 None => &self.maps[l - 1],
             };
             let (wc, bc) = (lay.wc[l - 1], lay.bc[l - 1]);
-            let (dy, dz) = (&mut self.dy[l], &mut self.dz[l]);
-            let db = &mut gr[bc..bc + 2 * w];
-            db.fill(0.0);
-            pointwise::highway_backward(g.inner_mut(dy, w), g.inner_mut(dz, 2 * w), &self.ht[l - 1], g.inner(x, w), db, a);
-            conv_weight_grad(&mut gr[wc..wc + 18 * w * w], g.inner(dz, 2 * w), x, g, (w, 2 * w), &mut self.dw);
-            let wb = &k.highway[l - 1][9 * w * 2 * w..];
-            conv_input_grad(g.inner_mut(dy, w), dz, g, (w, 2 * w), wb);
+            let (dy, wb) = (&mut self.dy[l], &k.highway[l - 1][9 * w * 2 * w..]);
+            layer_backward(dy, &mut self.dz[l], &self.ht[l - 1], x, g, w, wb, &mut gr[bc..bc + 2 * w], &mut self.dw, a);
+            lay_out(&self.dw, &mut gr[wc..wc + 18 * w * w], (w, 2 * w));
             g.clear_border(dy, w);
             // through the pooling (or on to the layer before, on the same grid)
             let (before, after) = self.dy.split_at_mut(l);
@@ -437,7 +475,8 @@ impl Shard {
         // the plain layer: ∂ of act, then ∂W0 (the images need no gradient)
         let (g, c) = (self.grids[0], lay.image[0]);
         pointwise::act_backward(g.inner_mut(&mut self.dy[0], w), g.inner(&self.maps[0], w), &mut gr[lay.b0..lay.b0 + w], a);
-        conv_weight_grad(&mut gr[lay.w0..lay.w0 + 9 * w * c], g.inner(&self.dy[0], w), &self.input, g, (c, w), &mut self.dw);
+        conv_weight_grad(&mut self.dw, g.inner(&self.dy[0], w), &self.input, g, 0, (c, w), true);
+        lay_out(&self.dw, &mut gr[lay.w0..lay.w0 + 9 * w * c], (c, w));
     }
 }
 
