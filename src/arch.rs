@@ -147,12 +147,22 @@ impl Arch {
         }
     }
 
-    /// FLOP of one training sample through an MLP (forward and backward: each weight's
-    /// multiply-add in the forward, in ∂W, and in ∂x except for the first layer's input);
-    /// None for conv nets.
+    /// FLOP of one training sample (forward and backward: each weight's multiply-add in the
+    /// forward, in ∂W, and in ∂x except for the first layer's input; a conv weight's once per
+    /// output pixel). None for a conv net without an image shape.
     pub fn training_flop_per_sample(&self) -> Option<usize> {
         if self.family == Family::Conv {
-            return None;
+            let [c, mut h, mut w] = self.image_shape?;
+            let k = self.width;
+            let first = h * w * k * c * 9;
+            let mut highway = 0;
+            for l in 1..self.depth {
+                if l > 1 && self.stage_of(l) != self.stage_of(l - 1) {
+                    (h, w) = (h / 2, w / 2);
+                }
+                highway += h * w * 2 * k * k * 9;
+            }
+            return Some(2 * (2 * first + 3 * highway + 3 * k * self.classes));
         }
         let specs = self.param_specs();
         let weights: usize = specs.iter().filter(|s| s.name.ends_with(".weight")).map(|s| s.numel()).sum();

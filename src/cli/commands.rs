@@ -362,7 +362,7 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{} | batch {} | {} threads | best of {} × {} steps", r.model, r.batch_size, r.threads, r.rounds, r.steps);
     if let (Some(f), Some(x)) = (r.fast_samples_per_s, r.fast_over_autograd) {
-        println!("fast path (fused H|T, hand-written backward): {f:>8.0} samples/s");
+        println!("fast path (hand-written backward, fused):     {f:>8.0} samples/s");
         println!("autograd path (same parameters):               {:>8.0} samples/s", r.autograd_samples_per_s);
         println!("fast / autograd: {x:.2}×");
         if let (Some(g), Some(f)) = (r.gflop_per_s, r.flop_per_sample) {

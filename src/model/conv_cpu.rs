@@ -141,30 +141,6 @@ fn lay_out(acc: &[f32], dw: &mut [f32], (ci, co): (usize, usize)) {
     }
 }
 
-/// A highway layer's backward on grid `g` (input `x`, saved H | T `ht`, backward kernel `wb`):
-/// `dy` comes in as ∂L/∂y and leaves as ∂L/∂x; ∂W goes into `acc` (see [`conv_weight_grad`]),
-/// ∂b into `db`. Block by block, so that a block's ∂z is still in L2 for its ∂W and ∂x products.
-#[allow(clippy::too_many_arguments)]
-fn layer_backward(dy: &mut [f32], dz: &mut [f32], ht: &[f32], x: &[f32], g: Grid, w: usize, wb: &[f32], db: &mut [f32], acc: &mut [f32], a: Activation) {
-    let (guard, n) = (g.guard(), g.pixels());
-    let blocks = n.div_ceil(BLOCK);
-    let span = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n);
-    db.fill(0.0);
-    for b in 0..=blocks {
-        if b < blocks {
-            let (r, q) = (span(b), guard + span(b).start..guard + span(b).end);
-            let dzb = &mut dz[q.start * 2 * w..q.end * 2 * w];
-            pointwise::highway_backward(&mut dy[q.start * w..q.end * w], dzb, &ht[r.start * 2 * w..r.end * 2 * w], &x[q.start * w..q.end * w], db, a);
-            conv_weight_grad(acc, dzb, x, g, r.start, (w, 2 * w), b == 0);
-        }
-        if b > 0 {
-            // block b − 1's ∂x reads ∂z up to a row and a pixel past its end: block b's
-            let q = guard + span(b - 1).start..guard + span(b - 1).end;
-            conv_input_grad(&mut dy[q.start * w..q.end * w], dz, g, span(b - 1).start, (w, 2 * w), wb);
-        }
-    }
-}
-
 /// A 3×3 kernel [co, ci, 3, 3] packed for [`conv`] ([3][(kw, c)][o]) and, with `backward`,
 /// for [`conv_input_grad`] after it ([3][(2 − kw, o)][c]).
 fn pack(w: &[f32], (ci, co): (usize, usize), backward: bool, out: &mut Vec<f32>) {
@@ -272,8 +248,9 @@ impl Layout {
         let pool = highway.clone().map(|l| l > 1 && a.stage_of(l) != a.stage_of(l - 1)).collect();
         let width = a.width;
         // H and T of a layer are adjacent: [2·width, width, 3, 3] and [2·width]
-        let (wc, bc): (Vec<usize>, Vec<usize>) =
-            highway.map(|l| Some((at(&format!("layers.{l}.block.weight"))?, at(&format!("layers.{l}.block.bias"))?))).collect::<Option<_>>()?;
+        let (wc, bc): (Vec<usize>, Vec<usize>) = highway
+            .map(|l| Some((at(&format!("layers.{l}.block.weight"))?, at(&format!("layers.{l}.block.bias"))?)))
+            .collect::<Option<_>>()?;
         Some(Layout {
             image,
             width,
@@ -314,6 +291,16 @@ struct Kernels {
     highway: Vec<Vec<f32>>,
 }
 
+/// What every shard reads in a step.
+#[derive(Clone, Copy)]
+struct Net<'a> {
+    /// the flat parameters
+    p: &'a [f32],
+    lay: &'a Layout,
+    k: &'a Kernels,
+    a: Activation,
+}
+
 /// One thread's images of the batch, what its forward keeps for its backward, and its gradient.
 struct Shard {
     images: usize,
@@ -351,7 +338,11 @@ impl Shard {
             images,
             input: vec![0.0; grids[0].len(lay.image[0])],
             maps: per_grid(w),
-            pooled: highway.iter().zip(&lay.pool).map(|(g, &p)| p.then(|| (vec![0.0; g.len(w)], vec![0u8; g.images * g.h * g.w * w]))).collect(),
+            pooled: highway
+                .iter()
+                .zip(&lay.pool)
+                .map(|(g, &p)| p.then(|| (vec![0.0; g.len(w)], vec![0u8; g.images * g.h * g.w * w])))
+                .collect(),
             ht: highway.iter().map(|g| vec![0.0; g.pixels() * 2 * w]).collect(),
             feat: vec![0.0; images * w],
             dfeat: vec![0.0; images * w],
@@ -367,14 +358,16 @@ impl Shard {
     }
 
     /// Forward, loss and backward of this shard's images `x` ([images, c·h·w]) and `labels`.
-    fn run(&mut self, p: &[f32], lay: &Layout, k: &Kernels, a: Activation, x: &[f32], labels: &[i64], batch: usize) {
-        self.forward(p, lay, k, a, x);
+    fn run(&mut self, net: Net, x: &[f32], labels: &[i64], batch: usize) {
+        let (p, lay) = (net.p, net.lay);
+        self.forward(net, x);
         let (loss, correct) = pointwise::softmax_cross_entropy(&mut self.logits, &p[lay.bo..lay.bo + lay.classes], labels, batch);
         (self.loss, self.correct) = (loss, correct);
-        self.backward(p, lay, k, a);
+        self.backward(net);
     }
 
-    fn forward(&mut self, p: &[f32], lay: &Layout, k: &Kernels, a: Activation, x: &[f32]) {
+    fn forward(&mut self, net: Net, x: &[f32]) {
+        let Net { p, lay, k, a } = net;
         let ([c, h, wd], w) = (lay.image, lay.width);
         let g = self.grids[0];
         // the images [c, h, w] into the input map, channels last
@@ -431,11 +424,13 @@ impl Shard {
         matmul(&mut self.logits, (self.images, cl, w), false, rows(&self.feat, w), tr(&p[lay.wo..], w));
     }
 
-    fn backward(&mut self, p: &[f32], lay: &Layout, k: &Kernels, a: Activation) {
+    fn backward(&mut self, net: Net) {
+        let Net { p, lay, a, .. } = net;
         let (n, w, cl) = (self.images, lay.width, lay.classes);
         let gr = &mut self.grad;
         matmul(&mut gr[lay.wo..lay.wo + cl * w], (cl, w, n), false, tr(&self.logits, cl), rows(&self.feat, w));
         pointwise::column_sums(&self.logits, &mut gr[lay.bo..lay.bo + cl]);
+        // ∂ of the spatial means [images, width]
         matmul(&mut self.dfeat, (n, w, cl), false, rows(&self.logits, cl), rows(&p[lay.wo..], w));
         // the spatial mean's gradient, spread over the last map's pixels
         let last = self.grids.len() - 1;
@@ -454,16 +449,7 @@ impl Shard {
             }
         }
         for l in (1..self.grids.len()).rev() {
-            let g = self.grids[l];
-            let x = match &self.pooled[l - 1] {
-                Some((pooled, _)) => pooled,
-                None => &self.maps[l - 1],
-            };
-            let (wc, bc) = (lay.wc[l - 1], lay.bc[l - 1]);
-            let (dy, wb) = (&mut self.dy[l], &k.highway[l - 1][9 * w * 2 * w..]);
-            layer_backward(dy, &mut self.dz[l], &self.ht[l - 1], x, g, w, wb, &mut gr[bc..bc + 2 * w], &mut self.dw, a);
-            lay_out(&self.dw, &mut gr[wc..wc + 18 * w * w], (w, 2 * w));
-            g.clear_border(dy, w);
+            self.layer_backward(net, l);
             // through the pooling (or on to the layer before, on the same grid)
             let (before, after) = self.dy.split_at_mut(l);
             match &self.pooled[l - 1] {
@@ -474,9 +460,43 @@ impl Shard {
         }
         // the plain layer: ∂ of act, then ∂W0 (the images need no gradient)
         let (g, c) = (self.grids[0], lay.image[0]);
-        pointwise::act_backward(g.inner_mut(&mut self.dy[0], w), g.inner(&self.maps[0], w), &mut gr[lay.b0..lay.b0 + w], a);
+        pointwise::act_backward(g.inner_mut(&mut self.dy[0], w), g.inner(&self.maps[0], w), &mut self.grad[lay.b0..lay.b0 + w], a);
         conv_weight_grad(&mut self.dw, g.inner(&self.dy[0], w), &self.input, g, 0, (c, w), true);
-        lay_out(&self.dw, &mut gr[lay.w0..lay.w0 + 9 * w * c], (c, w));
+        lay_out(&self.dw, &mut self.grad[lay.w0..lay.w0 + 9 * w * c], (c, w));
+    }
+
+    /// Highway layer `l`'s backward: `dy[l]` comes in as ∂L/∂y and leaves as ∂L/∂x (border
+    /// zero); ∂W and ∂b go into the gradient. Block by block, so that a block's ∂z is still
+    /// in L2 for its ∂W and ∂x products.
+    fn layer_backward(&mut self, net: Net, l: usize) {
+        let (g, w, a) = (self.grids[l], net.lay.width, net.a);
+        let x = match &self.pooled[l - 1] {
+            Some((pooled, _)) => pooled,
+            None => &self.maps[l - 1],
+        };
+        let (dy, dz, ht, acc) = (&mut self.dy[l], &mut self.dz[l], &self.ht[l - 1], &mut self.dw);
+        let (wc, bc, wb) = (net.lay.wc[l - 1], net.lay.bc[l - 1], &net.k.highway[l - 1][9 * w * 2 * w..]);
+        let db = &mut self.grad[bc..bc + 2 * w];
+        let (guard, n) = (g.guard(), g.pixels());
+        let blocks = n.div_ceil(BLOCK);
+        let span = |b: usize| b * BLOCK..((b + 1) * BLOCK).min(n);
+        db.fill(0.0);
+        for b in 0..=blocks {
+            if b < blocks {
+                let (r, q) = (span(b), guard + span(b).start..guard + span(b).end);
+                let dzb = &mut dz[q.start * 2 * w..q.end * 2 * w];
+                let (dyb, xb) = (&mut dy[q.start * w..q.end * w], &x[q.start * w..q.end * w]);
+                pointwise::highway_backward(dyb, dzb, &ht[r.start * 2 * w..r.end * 2 * w], xb, db, a);
+                conv_weight_grad(acc, dzb, x, g, r.start, (w, 2 * w), b == 0);
+            }
+            if b > 0 {
+                // block b − 1's ∂x reads ∂z up to a row and a pixel past its end: block b's
+                let q = guard + span(b - 1).start..guard + span(b - 1).end;
+                conv_input_grad(&mut dy[q.start * w..q.end * w], dz, g, span(b - 1).start, (w, 2 * w), wb);
+            }
+        }
+        lay_out(acc, &mut self.grad[wc..wc + 18 * w * w], (w, 2 * w));
+        g.clear_border(dy, w);
     }
 }
 
@@ -527,8 +547,8 @@ impl Step {
         for (&wc, k) in lay.wc.iter().zip(&mut self.kernels.highway) {
             pack(&p[wc..wc + 18 * w * w], (w, 2 * w), true, k);
         }
-        let (a, k) = (self.activation, &self.kernels);
-        in_shards(&mut self.shards, |s| s.images, (xs, lay.input()), ys, |shard, x, y| shard.run(p, lay, k, a, x, y, batch));
+        let net = Net { p, lay, k: &self.kernels, a: self.activation };
+        in_shards(&mut self.shards, |s| s.images, (xs, lay.input()), ys, |shard, x, y| shard.run(net, x, y, batch));
         sum_into(out, self.shards.iter().map(|s| &s.grad[..]));
         let loss = self.shards.iter().map(|s| s.loss).sum::<f64>() / batch as f64;
         let correct = self.shards.iter().map(|s| s.correct).sum::<i64>();

@@ -360,7 +360,8 @@ fn the_conv_cpu_step_gives_the_same_gradients_and_trajectory_as_autograd() {
         assert_eq!(i64::try_from(&correct_cpu).unwrap(), i64::try_from(&correct_auto).unwrap(), "{act:?}: correct");
         // every parameter tensor's gradient, each against its own largest value
         for spec in model.specs.iter() {
-            let (ga, gc) = (g_auto.narrow(0, spec.offset as i64, spec.numel() as i64), g_cpu.narrow(0, spec.offset as i64, spec.numel() as i64));
+            let (ga, gc) =
+                (g_auto.narrow(0, spec.offset as i64, spec.numel() as i64), g_cpu.narrow(0, spec.offset as i64, spec.numel() as i64));
             let scale = f64::try_from(ga.abs().max()).unwrap();
             assert!(scale > 1e-7, "{act:?}: {} has a zero gradient", spec.name);
             let rel = max_abs_diff(&ga, &gc) / scale;
