@@ -6,11 +6,13 @@
 //! only the layers after it: about half the work of 49 full passes. A highway MLP on the CPU
 //! runs this in gatescope's own kernels ([`cpu::Infer::lesion_sums`], blocks of rows spread
 //! over the threads); other devices in libtorch ([`fast::Replay::forward_from`]).
-//! Residual nets are lesioned by dropping one branch (y = x), by full passes.
+//! Conv nets on the CPU run a full pass of their training step's forward per lesion
+//! ([`conv_cpu::evaluate`]). Residual nets are lesioned by dropping one branch (y = x), by
+//! full passes.
 
 use tch::{Kind, Tensor};
 
-use crate::model::{cpu, fast, Family, ForwardOpts, Model};
+use crate::model::{conv_cpu, cpu, fast, Family, ForwardOpts, Model};
 use crate::report::{LesionReport, LesionRow, Score};
 use crate::train::Tensors;
 
@@ -69,6 +71,13 @@ pub fn lesion_all(
         let te = cpu_tally(&infer, test, tr.n, total, progress);
         return Ok(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())));
     }
+    if conv_cpu::runs(model) {
+        let total = 2 * (layers.len() + 1);
+        let tr = conv_tally(model, &layers, train, &mut |row| progress(row, total));
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let te = conv_tally(model, &layers, test, &mut |row| progress(layers.len() + 1 + row, total));
+        return Ok(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())));
+    }
     let depth = model.arch.depth;
     let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
     let chunk = model.arch.traced_chunk(CHUNK as usize, 1); // every layer's input
@@ -118,6 +127,22 @@ pub fn lesion_all(
 fn cpu_tally(infer: &cpu::Infer, t: &Tensors, offset: usize, total: usize, progress: &mut dyn FnMut(usize, usize)) -> Tally {
     let sums = infer.lesion_sums(&t.x, &t.y, &mut |rows| progress(offset + rows, total));
     Tally { loss: sums.iter().map(|s| s.0).collect(), correct: sums.iter().map(|s| s.1).collect(), n: t.x.size()[0] as usize }
+}
+
+/// A split's tally of a conv net by [`conv_cpu::evaluate`], a full pass per lesion;
+/// `progress(lesions done)`.
+fn conv_tally(model: &Model, layers: &[usize], t: &Tensors, progress: &mut dyn FnMut(usize)) -> Tally {
+    let mut tally = Tally::new(layers.len() + 1);
+    tally.n = t.x.size()[0] as usize;
+    let n = tally.n as f64;
+    for row in 0..=layers.len() {
+        let lesion = (row > 0).then(|| layers[row - 1]);
+        if let Some((loss, accuracy)) = conv_cpu::evaluate(model, &t.x, &t.y, lesion, cpu::threads()) {
+            (tally.loss[row], tally.correct[row]) = (loss * n, (accuracy * n).round());
+        }
+        progress(row + 1);
+    }
+    tally
 }
 
 fn report(source: &str, dataset: &str, layers: &[usize], (tr, te): (Tally, Tally), (train_seconds, seconds): (f64, f64)) -> LesionReport {

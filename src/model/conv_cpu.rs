@@ -291,6 +291,21 @@ struct Kernels {
     highway: Vec<Vec<f32>>,
 }
 
+impl Kernels {
+    fn new(lay: &Layout) -> Kernels {
+        Kernels { plain: Vec::new(), highway: vec![Vec::new(); lay.wc.len()] }
+    }
+
+    /// Packs the kernels of parameters `p`.
+    fn pack(&mut self, lay: &Layout, p: &[f32]) {
+        let (w, c) = (lay.width, lay.image[0]);
+        pack(&p[lay.w0..lay.w0 + 9 * w * c], (c, w), false, &mut self.plain);
+        for (&wc, k) in lay.wc.iter().zip(&mut self.highway) {
+            pack(&p[wc..wc + 18 * w * w], (w, 2 * w), true, k);
+        }
+    }
+}
+
 /// What every shard reads in a step.
 #[derive(Clone, Copy)]
 struct Net<'a> {
@@ -299,6 +314,8 @@ struct Net<'a> {
     lay: &'a Layout,
     k: &'a Kernels,
     a: Activation,
+    /// a highway layer whose gates are closed (T := 0: it copies its input)
+    lesion: Option<usize>,
 }
 
 /// One thread's images of the batch, what its forward keeps for its backward, and its gradient.
@@ -330,10 +347,12 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(lay: &Layout, images: usize) -> Shard {
+    /// Buffers for `images` images; `training` adds the backward's.
+    fn new(lay: &Layout, images: usize, training: bool) -> Shard {
         let (w, grids) = (lay.width, lay.grids(images));
         let highway = &grids[1..];
         let per_grid = |ch: usize| grids.iter().map(|g| vec![0.0; g.len(ch)]).collect::<Vec<_>>();
+        let sized = |len: usize| if training { vec![0.0; len] } else { Vec::new() };
         Shard {
             images,
             input: vec![0.0; grids[0].len(lay.image[0])],
@@ -345,12 +364,12 @@ impl Shard {
                 .collect(),
             ht: highway.iter().map(|g| vec![0.0; g.pixels() * 2 * w]).collect(),
             feat: vec![0.0; images * w],
-            dfeat: vec![0.0; images * w],
+            dfeat: sized(images * w),
             logits: vec![0.0; images * lay.classes],
-            dy: per_grid(w),
-            dz: per_grid(2 * w),
-            dw: vec![0.0; 9 * w.max(lay.image[0]) * 2 * w],
-            grad: vec![0.0; lay.len],
+            dy: if training { per_grid(w) } else { Vec::new() },
+            dz: if training { per_grid(2 * w) } else { Vec::new() },
+            dw: sized(9 * w.max(lay.image[0]) * 2 * w),
+            grad: sized(lay.len),
             loss: 0.0,
             correct: 0,
             grids,
@@ -367,7 +386,7 @@ impl Shard {
     }
 
     fn forward(&mut self, net: Net, x: &[f32]) {
-        let Net { p, lay, k, a } = net;
+        let Net { p, lay, k, a, lesion } = net;
         let ([c, h, wd], w) = (lay.image, lay.width);
         let g = self.grids[0];
         // the images [c, h, w] into the input map, channels last
@@ -398,6 +417,10 @@ impl Shard {
                 }
                 None => &before[l - 1],
             };
+            if lesion == Some(l) {
+                after[0].copy_from_slice(x); // the same grid
+                continue;
+            }
             let b = &p[lay.bc[l - 1]..lay.bc[l - 1] + 2 * w];
             let blocks = self.ht[l - 1].chunks_mut(BLOCK * 2 * w).zip(g.inner(x, w).chunks(BLOCK * w));
             for (i, ((ht, xb), y)) in blocks.zip(g.inner_mut(&mut after[0], w).chunks_mut(BLOCK * w)).enumerate() {
@@ -515,7 +538,7 @@ impl Step {
     /// own threads: keep libtorch's intra-op pool at one thread while stepping.
     pub fn new(model: &Model, threads: usize) -> Option<Step> {
         let layout = Layout::of(model)?;
-        let kernels = Kernels { plain: Vec::new(), highway: vec![Vec::new(); layout.wc.len()] };
+        let kernels = Kernels::new(&layout);
         Some(Step { layout, activation: model.arch.activation, threads: threads.max(1), kernels, shards: Vec::new() })
     }
 
@@ -528,7 +551,7 @@ impl Step {
         assert!(model.flat.numel() == lay.len && grad.numel() == lay.len && grad.is_contiguous() && grad.kind() == Kind::Float);
         let sizes = shard_sizes(self.threads, batch);
         if self.shards.iter().map(|s| s.images).ne(sizes.iter().copied()) {
-            self.shards = sizes.into_iter().map(|n| Shard::new(lay, n)).collect();
+            self.shards = sizes.into_iter().map(|n| Shard::new(lay, n, true)).collect();
         }
         let ((xt, xn), (yt, yn)) = (host::<f32>(x), host::<i64>(y));
         // SAFETY: contiguous CPU tensors of these lengths (checked above, in `host` and in
@@ -542,16 +565,63 @@ impl Step {
                 std::slice::from_raw_parts_mut(grad.data_ptr() as *mut f32, lay.len),
             )
         };
-        let (w, c) = (lay.width, lay.image[0]);
-        pack(&p[lay.w0..lay.w0 + 9 * w * c], (c, w), false, &mut self.kernels.plain);
-        for (&wc, k) in lay.wc.iter().zip(&mut self.kernels.highway) {
-            pack(&p[wc..wc + 18 * w * w], (w, 2 * w), true, k);
-        }
-        let net = Net { p, lay, k: &self.kernels, a: self.activation };
+        self.kernels.pack(lay, p);
+        let net = Net { p, lay, k: &self.kernels, a: self.activation, lesion: None };
         in_shards(&mut self.shards, |s| s.images, (xs, lay.input()), ys, |shard, x, y| shard.run(net, x, y, batch));
         sum_into(out, self.shards.iter().map(|s| &s.grad[..]));
         let loss = self.shards.iter().map(|s| s.loss).sum::<f64>() / batch as f64;
         let correct = self.shards.iter().map(|s| s.correct).sum::<i64>();
         (Tensor::from(loss as f32), Tensor::from(correct))
     }
+}
+
+/// Whether this module's step and [`evaluate`] can run `model` (a conv highway net with
+/// contiguous f32 parameters on the CPU).
+pub fn runs(model: &Model) -> bool {
+    Layout::of(model).is_some()
+}
+
+/// Images a thread takes at a time in [`evaluate`].
+const EVAL_IMAGES: usize = 64;
+
+/// Mean cross-entropy and accuracy of a conv highway net over a whole split (`x` [n, c·h·w],
+/// `y` [n]) by the training step's forward on `threads` threads, `lesion` closing one layer's
+/// gates; None if this module cannot run the model (see [`Step::new`]).
+pub fn evaluate(model: &Model, x: &Tensor, y: &Tensor, lesion: Option<usize>, threads: usize) -> Option<(f64, f64)> {
+    let lay = Layout::of(model)?;
+    let n = x.size()[0] as usize;
+    if n == 0 || x.size() != [n as i64, lay.input() as i64] || y.size() != [n as i64] {
+        return None;
+    }
+    let ((xt, xn), (yt, yn)) = (host::<f32>(x), host::<i64>(y));
+    // SAFETY: contiguous CPU tensors of these lengths (checked above, in `host` and in
+    // `Layout::of`), only read here.
+    let (p, xs, ys) = unsafe { (slice_of::<f32>(&model.flat, lay.len), slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, yn)) };
+    let mut kernels = Kernels::new(&lay);
+    kernels.pack(&lay, p);
+    let net = Net { p, lay: &lay, k: &kernels, a: model.arch.activation, lesion };
+    let bo = &p[lay.bo..lay.bo + lay.classes];
+    let (input, step) = (lay.input(), threads.max(1) * EVAL_IMAGES);
+    let (mut shards, mut loss, mut correct) = (Vec::<Shard>::new(), 0f64, 0i64);
+    for start in (0..n).step_by(step) {
+        let len = step.min(n - start);
+        let sizes = shard_sizes(threads, len);
+        if shards.iter().map(|s| s.images).ne(sizes.iter().copied()) {
+            shards = sizes.into_iter().map(|k| Shard::new(&lay, k, false)).collect();
+        }
+        let (x, y) = (&xs[start * input..(start + len) * input], &ys[start..start + len]);
+        in_shards(
+            &mut shards,
+            |s| s.images,
+            (x, input),
+            y,
+            |shard, x, y| {
+                shard.forward(net, x);
+                (shard.loss, shard.correct) = pointwise::softmax_cross_entropy(&mut shard.logits, bo, y, 1);
+            },
+        );
+        loss += shards.iter().map(|s| s.loss).sum::<f64>();
+        correct += shards.iter().map(|s| s.correct).sum::<i64>();
+    }
+    Some((loss / n as f64, correct as f64 / n as f64))
 }

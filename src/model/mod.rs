@@ -304,6 +304,9 @@ impl Model {
         if let Some(infer) = cpu::Infer::new(self, cpu::threads()) {
             return infer.evaluate(x, y, opts.lesion);
         }
+        if let Some(scores) = conv_cpu::evaluate(self, x, y, opts.lesion, cpu::threads()) {
+            return scores;
+        }
         let chunk = self.arch.chunk(10_000);
         let (mut loss, mut correct) = (0.0, 0.0);
         tch::no_grad(|| {

@@ -367,6 +367,17 @@ fn the_conv_cpu_step_gives_the_same_gradients_and_trajectory_as_autograd() {
             let rel = max_abs_diff(&ga, &gc) / scale;
             assert!(rel < 2e-4, "{act:?}: {} differs by {rel:e} of its largest value {scale}", spec.name);
         }
+        // evaluation (and a lesion) by the step's forward agrees with libtorch's
+        for lesion in [None, Some(2)] {
+            let (loss, acc) = model.evaluate(&x, &y, ForwardOpts { lesion, ..Default::default() });
+            let logits = tch::no_grad(|| model.forward(&x, ForwardOpts { lesion, ..Default::default() }).logits);
+            let want = f64::try_from(logits.cross_entropy_for_logits(&y)).unwrap();
+            let right = i64::try_from(logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64)).unwrap();
+            assert!((loss - want).abs() < 1e-5 * want.max(1.0), "{act:?} lesion {lesion:?}: loss {loss} vs {want}");
+            assert_eq!((acc * 40.0).round() as i64, right, "{act:?} lesion {lesion:?}: accuracy");
+        }
+        let (lesioned, _) = model.evaluate(&x, &y, ForwardOpts { lesion: Some(2), ..Default::default() });
+        assert!((lesioned - l).abs() > 1e-6, "{act:?}: a lesion changes the loss");
         // 30 SGD steps each way from the same start stay together
         let cfg = TrainConfig::default_recipe();
         let mut m1 = Model::new(a.clone(), 4).unwrap();
