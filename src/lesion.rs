@@ -4,7 +4,7 @@
 //! A lesion of layer `l` leaves layers `0..l` untouched, so one traced forward per chunk
 //! caches every layer's input, and each lesion restarts from the input of layer `l` and runs
 //! only the layers after it: about half the work of 49 full passes. A highway MLP on the CPU
-//! runs this in gatescope's own kernels ([`cpu::Infer::lesion_sums`], blocks of rows spread
+//! runs this in gatescope's own kernels ([`infer::Infer::lesion_sums`], blocks of rows spread
 //! over the threads); other devices in libtorch ([`fast::Replay::forward_from`]).
 //! Conv nets on the CPU run a full pass of their training step's forward per lesion
 //! ([`conv_cpu::evaluate`]). Residual nets are lesioned by dropping one branch (y = x), by
@@ -12,7 +12,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::model::{conv_cpu, cpu, fast, Family, ForwardOpts, Model};
+use crate::model::{conv_cpu, cpu, fast, infer, Family, ForwardOpts, Model};
 use crate::report::{LesionReport, LesionRow, Score};
 use crate::train::Tensors;
 
@@ -63,7 +63,7 @@ pub fn lesion_all(
 ) -> anyhow::Result<LesionReport> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
-    if let Some(infer) = cpu::Infer::new(model, cpu::threads()) {
+    if let Some(infer) = infer::Infer::new(model, cpu::threads()) {
         // the CPU kernels: every lesion in one pass over blocks of rows
         let total = (train.x.size()[0] + test.x.size()[0]) as usize;
         let tr = cpu_tally(&infer, train, 0, total, progress);
@@ -124,7 +124,7 @@ pub fn lesion_all(
 }
 
 /// A split's tally by the CPU kernels; `progress(offset + rows done, total)`.
-fn cpu_tally(infer: &cpu::Infer, t: &Tensors, offset: usize, total: usize, progress: &mut dyn FnMut(usize, usize)) -> Tally {
+fn cpu_tally(infer: &infer::Infer, t: &Tensors, offset: usize, total: usize, progress: &mut dyn FnMut(usize, usize)) -> Tally {
     let sums = infer.lesion_sums(&t.x, &t.y, &mut |rows| progress(offset + rows, total));
     Tally { loss: sums.iter().map(|s| s.0).collect(), correct: sums.iter().map(|s| s.1).collect(), n: t.x.size()[0] as usize }
 }

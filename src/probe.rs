@@ -2,13 +2,13 @@
 //!
 //! A probe pass runs the model's own forward ([`Model::forward`], the trainer's code) with
 //! tracing on and autograd off, over the probe set in chunks; a highway MLP on the CPU runs
-//! the trainer's CPU kernels instead ([`cpu::Infer::probe_sums`]), blocks of rows spread over
+//! the trainer's CPU kernels instead ([`infer::Infer::probe_sums`]), blocks of rows spread over
 //! the threads.
 
 use tch::{Kind, Tensor};
 
 use crate::data::Dataset;
-use crate::model::{cpu, images_tensor, labels_tensor, ForwardOpts, Model};
+use crate::model::{cpu, images_tensor, infer, labels_tensor, ForwardOpts, Model};
 use crate::snapshot::{Array, Header, LayerStats, Snapshot};
 
 /// Examples per probe chunk.
@@ -181,23 +181,8 @@ fn torch_sums(
 
 /// Accuracy on the probe set's test split, with `lesion` closed.
 fn test_accuracy(model: &Model, probe: &ProbeSet, lesion: Option<usize>) -> f64 {
-    const TEST_CHUNK: i64 = 5_000;
-    let n = probe.test_y.size()[0];
-    if n == 0 {
-        return f64::NAN;
-    }
     let opts = ForwardOpts { trace: false, lesion, ..Default::default() };
-    let correct: f64 = (0..n)
-        .step_by(TEST_CHUNK as usize)
-        .map(|start| {
-            let len = TEST_CHUNK.min(n - start);
-            let mut x = probe.test_x.narrow(0, start, len).to_kind(Kind::Float);
-            let _ = x.g_div_scalar_(255.0);
-            (model.evaluate(&x, &probe.test_y.narrow(0, start, len), opts).1 * len as f64).round()
-            // correct
-        })
-        .sum();
-    correct / n as f64
+    model.evaluate(&probe.test_x, &probe.test_y, opts).1
 }
 
 /// [`snapshot`], calling `tick(examples done, total)` after each chunk of the probe set;
@@ -216,7 +201,7 @@ pub fn snapshot_with(
         let opts = ForwardOpts { trace: true, lesion, ..Default::default() };
         let (n, dev) = (probe.len() as i64, model.device());
         let f = (Kind::Float, dev);
-        let (class_sum, open, change) = match cpu::Infer::new(model, cpu::threads()) {
+        let (class_sum, open, change) = match infer::Infer::new(model, cpu::threads()) {
             Some(infer) => {
                 let sums = infer.probe_sums(&probe.x, &probe.y, probe.classes, lesion, &mut |d| tick(d, n as usize))?;
                 let t = |v: &[f32]| Tensor::from_slice(v);

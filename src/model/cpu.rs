@@ -14,39 +14,35 @@
 //! The maths is [`fast`](super::fast)'s (Appendix A of the paper); `tests/suite/model.rs`
 //! checks both against autograd. libtorch is touched only at the edges (data pointers).
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use tch::{Kind, Tensor};
 
-pub use super::pointwise::ProbeSums;
-
+use super::fused::Packed;
 use super::pointwise;
 use super::{Activation, Model};
 
 /// Offsets of the highway layout in the flat parameter buffer (and in a gradient laid out
 /// like it).
 #[derive(Clone)]
-struct Layout {
-    input: usize,
-    width: usize,
-    classes: usize,
+pub(super) struct Layout {
+    pub input: usize,
+    pub width: usize,
+    pub classes: usize,
     /// [width, input], [width]
-    w0: usize,
-    b0: usize,
+    pub w0: usize,
+    pub b0: usize,
     /// per highway layer: [2·width, width] (block rows, then gate rows) and [2·width]
-    wc: Vec<usize>,
-    bc: Vec<usize>,
+    pub wc: Vec<usize>,
+    pub bc: Vec<usize>,
     /// [classes, width], [classes]
-    wo: usize,
-    bo: usize,
-    len: usize,
+    pub wo: usize,
+    pub bo: usize,
+    pub len: usize,
 }
 
 impl Layout {
     /// The layout of `model` if the CPU kernels can run it: a highway MLP with contiguous f32
     /// parameters on the CPU.
-    fn of(model: &Model) -> Option<Layout> {
+    pub(super) fn of(model: &Model) -> Option<Layout> {
         let f = &model.flat;
         if !(model.arch.adaptive_highway() && f.device() == tch::Device::Cpu && f.kind() == Kind::Float && f.is_contiguous()) {
             return None;
@@ -67,7 +63,7 @@ impl Layout {
         })
     }
 
-    fn layers(&self) -> usize {
+    pub(super) fn layers(&self) -> usize {
         self.wc.len()
     }
 }
@@ -169,9 +165,10 @@ impl Shard {
         self.backward(p, lay, a, x);
     }
 
-    /// The forward of this shard's first `self.rows` rows; `lesion` closes one highway
-    /// layer's gates (1-based: T := 0 and the layer copies its input).
-    fn forward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32], lesion: Option<usize>) {
+    /// The forward of this shard's first `self.rows` rows, keeping every layer's state and
+    /// H | T for the backward; `packed`, when given, holds the highway layers' weights for the
+    /// fused kernel ([`super::fused`]).
+    fn forward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32], packed: Option<&Packed>) {
         let (r, w, c, n) = (self.rows, lay.width, lay.classes, self.rows * lay.width);
         // state 0 = act(x·W0ᵀ + b0)  [rows, width]
         matmul(&mut self.xs[..n], (r, w, lay.input), false, rows(x, lay.input), tr(&p[lay.w0..], lay.input));
@@ -180,13 +177,13 @@ impl Shard {
             let ht = &mut self.ht[i * 2 * n..(i + 1) * 2 * n]; // [rows, 2·width]
             let (before, after) = self.xs.split_at_mut((i + 1) * n);
             let x = &before[i * n..];
-            if lesion == Some(i + 1) {
-                ht.fill(0.0);
-                after[..n].copy_from_slice(x);
-                continue;
+            match packed {
+                Some(pk) => pk.forward(i, x, &mut after[..n], Some(ht), a),
+                None => {
+                    matmul(ht, (r, 2 * w, w), false, rows(x, w), tr(&p[wc..], w));
+                    pointwise::highway_forward(ht, x, &mut after[..n], &p[bc..bc + 2 * w], a);
+                }
             }
-            matmul(ht, (r, 2 * w, w), false, rows(x, w), tr(&p[wc..], w));
-            pointwise::highway_forward(ht, x, &mut after[..n], &p[bc..bc + 2 * w], a);
         }
         let last = &self.xs[lay.layers() * n..(lay.layers() + 1) * n];
         matmul(&mut self.logits[..r * c], (r, c, w), false, rows(last, w), tr(&p[lay.wo..], w));
@@ -346,9 +343,6 @@ impl Drop for Threads {
     }
 }
 
-/// Floats of per-thread buffers an inference block may take (16 MiB).
-const BLOCK_BUDGET: usize = 4 << 20;
-
 /// A tensor's rows as a slice: f32 (or i64 labels), contiguous, on the CPU.
 pub(super) fn host<T: tch::kind::Element>(t: &Tensor) -> (Tensor, usize) {
     let t = t.to_device(tch::Device::Cpu).to_kind(T::KIND).contiguous();
@@ -363,184 +357,4 @@ pub(super) fn host<T: tch::kind::Element>(t: &Tensor) -> (Tensor, usize) {
 /// slice is used.
 pub(super) unsafe fn slice_of<T>(t: &Tensor, n: usize) -> &[T] {
     std::slice::from_raw_parts(t.data_ptr() as *const T, n)
-}
-
-/// Inference of a highway MLP on the CPU with the training step's kernels: evaluation,
-/// probe passes and lesion replays, over blocks of rows spread across threads.
-pub struct Infer<'m> {
-    layout: Layout,
-    activation: Activation,
-    params: &'m [f32],
-    threads: usize,
-    /// Rows per block: the buffers of every layer's state and H | T stay within [`BLOCK_BUDGET`].
-    block: usize,
-}
-
-impl<'m> Infer<'m> {
-    /// The CPU inference of `model` on `threads` threads, if it can run it (as [`Step::new`]).
-    pub fn new(model: &'m Model, threads: usize) -> Option<Infer<'m>> {
-        let layout = Layout::of(model)?;
-        // SAFETY: a contiguous f32 CPU tensor of `len` elements (`Layout::of`), borrowed with
-        // the model
-        let params = unsafe { slice_of::<f32>(&model.flat, layout.len) };
-        let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
-        let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
-        Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block })
-    }
-
-    /// Runs `work(acc, shard, rows)` on blocks of the `n` rows, on the threads, each thread
-    /// folding into its own accumulator. `tick(rows done)` is called on this thread; when it
-    /// returns false the pass stops and returns None.
-    fn blocks<A: Send>(
-        &self,
-        n: usize,
-        init: impl Fn() -> A + Sync,
-        work: impl Fn(&mut A, &mut Shard, Range<usize>) + Sync,
-        tick: &mut dyn FnMut(usize) -> bool,
-    ) -> Option<Vec<A>> {
-        let count = n.div_ceil(self.block);
-        let (done, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
-        let threads = self.threads.min(count).max(1);
-        let run = |t: usize, tick: &mut dyn FnMut(usize) -> bool| {
-            let (mut acc, mut shard) = (init(), Shard::new(&self.layout, self.block, false));
-            for b in (t..count).step_by(threads) {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let rows = b * self.block..((b + 1) * self.block).min(n);
-                shard.rows = rows.len();
-                work(&mut acc, &mut shard, rows);
-                let d = (done.fetch_add(1, Ordering::Relaxed) + 1) * self.block;
-                if !tick(d.min(n)) {
-                    stop.store(true, Ordering::Relaxed);
-                }
-            }
-            acc
-        };
-        let accs = std::thread::scope(|s| {
-            let others: Vec<_> = (1..threads).map(|t| s.spawn(move || run(t, &mut |_| true))).collect();
-            let mut accs = vec![run(0, tick)];
-            accs.extend(others.into_iter().map(|h| h.join().expect("an inference thread panicked")));
-            accs
-        });
-        (!stop.load(Ordering::Relaxed)).then_some(accs)
-    }
-
-    /// Mean loss and accuracy on `x` ([n, input_dim]) and `y` ([n]), with `lesion` closed.
-    pub fn evaluate(&self, x: &Tensor, y: &Tensor, lesion: Option<usize>) -> (f64, f64) {
-        let (lay, a, p) = (&self.layout, self.activation, self.params);
-        let ((xt, xn), (yt, n)) = (host::<f32>(x), host::<i64>(y));
-        // SAFETY: contiguous CPU tensors of these lengths, alive for the pass
-        let (xs, ys) = unsafe { (slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, n)) };
-        let accs = self.blocks(
-            n,
-            || (0f64, 0f64),
-            |acc, shard, r| {
-                shard.forward(p, lay, a, &xs[r.start * lay.input..r.end * lay.input], lesion);
-                let (loss, correct) = score(&mut shard.logits[..r.len() * lay.classes], &p[lay.bo..lay.bo + lay.classes], &ys[r]);
-                *acc = (acc.0 + loss, acc.1 + correct);
-            },
-            &mut |_| true,
-        );
-        let (loss, correct) = accs.expect("never cancelled").into_iter().fold((0.0, 0.0), |s, a| (s.0 + a.0, s.1 + a.1));
-        (loss / n.max(1) as f64, correct / n.max(1) as f64)
-    }
-
-    /// Loss and correct predictions summed over `x`, `y`: row 0 with no lesion, row l with
-    /// highway layer l lesioned (each lesion replays only the layers after it from the cached
-    /// input of layer l). `tick(rows done)` after each block.
-    pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize)) -> Vec<(f64, f64)> {
-        let (lay, a, p) = (&self.layout, self.activation, self.params);
-        let ((xt, xn), (yt, n)) = (host::<f32>(x), host::<i64>(y));
-        // SAFETY: contiguous CPU tensors of these lengths, alive for the pass
-        let (xs, ys) = unsafe { (slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, n)) };
-        let (w, rows_max, l) = (lay.width, self.block, lay.layers());
-        let init = || (vec![(0f64, 0f64); l + 1], vec![0f32; 2 * rows_max * w], vec![0f32; 2 * rows_max * w]);
-        let accs = self.blocks(
-            n,
-            init,
-            |(sums, ht, pair), shard, r| {
-                let (bo, labels) = (&p[lay.bo..lay.bo + lay.classes], &ys[r.clone()]);
-                shard.forward(p, lay, a, &xs[r.start * lay.input..r.end * lay.input], None);
-                let m = r.len() * w;
-                let mut add = |row: usize, logits: &mut [f32]| {
-                    let (loss, correct) = score(logits, bo, labels);
-                    sums[row] = (sums[row].0 + loss, sums[row].1 + correct);
-                };
-                add(0, &mut shard.logits[..r.len() * lay.classes]);
-                for lesion in 1..=l {
-                    // the input of layer `lesion` is what layer lesion + 1 gets
-                    let (q, next) = pair.split_at_mut(rows_max * w);
-                    q[..m].copy_from_slice(&shard.xs[(lesion - 1) * m..lesion * m]);
-                    let out = self.replay(&mut ht[..2 * m], &mut q[..m], &mut next[..m], lesion, r.len());
-                    matmul(&mut shard.logits[..r.len() * lay.classes], (r.len(), lay.classes, w), false, rows(out, w), tr(&p[lay.wo..], w));
-                    add(lesion, &mut shard.logits[..r.len() * lay.classes]);
-                }
-            },
-            &mut |d| {
-                tick(d);
-                true
-            },
-        );
-        let mut total = vec![(0f64, 0f64); l + 1];
-        for (sums, _, _) in accs.expect("never cancelled") {
-            for (t, s) in total.iter_mut().zip(sums) {
-                *t = (t.0 + s.0, t.1 + s.1);
-            }
-        }
-        total
-    }
-
-    /// Runs highway layers `from + 1..` (1-based) on the state `q` ([r, width]), ping-ponging
-    /// with `next`; returns the final state.
-    fn replay<'b>(&self, ht: &mut [f32], mut q: &'b mut [f32], mut next: &'b mut [f32], from: usize, r: usize) -> &'b [f32] {
-        let (lay, p, w) = (&self.layout, self.params, self.layout.width);
-        for i in from..lay.layers() {
-            let (wc, bc) = (lay.wc[i], lay.bc[i]);
-            matmul(ht, (r, 2 * w, w), false, rows(q, w), tr(&p[wc..], w));
-            pointwise::highway_forward(ht, q, next, &p[bc..bc + 2 * w], self.activation);
-            std::mem::swap(&mut q, &mut next);
-        }
-        q
-    }
-
-    /// A probe pass's sums over `x`, `y` (labels < `classes`), with `lesion` closed; None if
-    /// `tick(rows done)` returned false.
-    pub fn probe_sums(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        classes: usize,
-        lesion: Option<usize>,
-        tick: &mut dyn FnMut(usize) -> bool,
-    ) -> Option<ProbeSums> {
-        let (lay, a, p) = (&self.layout, self.activation, self.params);
-        let ((xt, xn), (yt, n)) = (host::<f32>(x), host::<i64>(y));
-        // SAFETY: contiguous CPU tensors of these lengths, alive for the pass
-        let (xs, ys) = unsafe { (slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, n)) };
-        let (w, l) = (lay.width, lay.layers());
-        let init = || ProbeSums { class_sum: vec![0.0; l * classes * w], open: vec![0.0; l], change: vec![0.0; l + 1] };
-        let accs = self.blocks(
-            n,
-            init,
-            |acc, shard, r| {
-                shard.forward(p, lay, a, &xs[r.start * lay.input..r.end * lay.input], lesion);
-                pointwise::probe_sums(&shard.ht, &shard.xs, &ys[r.clone()], (r.len(), w, l, classes), acc);
-            },
-            tick,
-        )?;
-        let mut total = init();
-        for s in accs {
-            total.class_sum.iter_mut().zip(&s.class_sum).for_each(|(t, v)| *t += v);
-            total.open.iter_mut().zip(&s.open).for_each(|(t, v)| *t += v);
-            total.change.iter_mut().zip(&s.change).for_each(|(t, v)| *t += v);
-        }
-        Some(total)
-    }
-}
-
-/// Summed loss and correct predictions of logits ([rows, classes], before the bias `bo`).
-fn score(logits: &mut [f32], bo: &[f32], labels: &[i64]) -> (f64, f64) {
-    let (loss, correct) = pointwise::softmax_cross_entropy(logits, bo, labels, 1);
-    (loss, correct as f64)
 }

@@ -18,7 +18,9 @@ pub mod cpu;
 pub mod export_torch;
 pub mod fast;
 pub mod file;
+pub(crate) mod fused;
 pub mod import;
+pub mod infer;
 pub(crate) mod pointwise;
 
 use tch::{Kind, Tensor};
@@ -295,14 +297,25 @@ impl Model {
         }
     }
 
-    /// Mean cross-entropy and accuracy over a whole split, in chunks, without autograd.
+    /// Mean cross-entropy and accuracy over a whole split (`x`: f32 features, or u8 pixels,
+    /// scaled to [0, 1] a chunk at a time), in chunks, without autograd.
     pub fn evaluate(&self, x: &Tensor, y: &Tensor, opts: ForwardOpts) -> (f64, f64) {
         let n = x.size()[0];
         if n == 0 {
             return (f64::NAN, f64::NAN);
         }
-        if let Some(infer) = cpu::Infer::new(self, cpu::threads()) {
+        if let Some(infer) = infer::Infer::new(self, cpu::threads()) {
             return infer.evaluate(x, y, opts.lesion);
+        }
+        if x.kind() == Kind::Uint8 {
+            const PIXEL_CHUNK: i64 = 5_000;
+            let (mut loss, mut correct) = (0.0, 0.0);
+            for start in (0..n).step_by(PIXEL_CHUNK as usize) {
+                let len = PIXEL_CHUNK.min(n - start);
+                let (l, a) = self.evaluate(&images_f32(&x.narrow(0, start, len)), &y.narrow(0, start, len), opts);
+                (loss, correct) = (loss + l * len as f64, correct + (a * len as f64).round());
+            }
+            return (loss / n as f64, correct / n as f64);
         }
         if let Some(scores) = conv_cpu::evaluate(self, x, y, opts.lesion, cpu::threads()) {
             return scores;
@@ -342,8 +355,13 @@ pub fn keep_freed_tensor_memory() {
 /// Pixels [n, dim] u8 → [n, dim] f32 in [0, 1].
 pub fn images_tensor(images: &[u8], dim: usize) -> Tensor {
     let n = (images.len() / dim) as i64;
-    let mut x = Tensor::from_slice(images).view([n, dim as i64]).to_kind(Kind::Float);
-    let _ = x.g_div_scalar_(255.0); // in place: no second [n, dim] f32 buffer at the peak
+    images_f32(&Tensor::from_slice(images).view([n, dim as i64]))
+}
+
+/// u8 pixels → f32 in [0, 1], the same shape.
+pub fn images_f32(pixels: &Tensor) -> Tensor {
+    let mut x = pixels.to_kind(Kind::Float);
+    let _ = x.g_div_scalar_(255.0); // in place: no second f32 buffer at the peak
     x
 }
 

@@ -402,41 +402,29 @@ pub fn column_sums(m: &[f32], out: &mut [f32]) {
     }
 }
 
-/// What a probe pass sums over its examples, per highway layer.
-pub struct ProbeSums {
-    /// [layers, classes, width]: T summed over each class's examples
-    pub class_sum: Vec<f32>,
-    /// [layers]: how many T > 0.5
-    pub open: Vec<f64>,
-    /// [layers + 1]: Σ |y_l − y_(l−1)| (entry 0 unused)
-    pub change: Vec<f64>,
-}
-
 multiversion! {
-    /// Adds one block's probe statistics into `acc`: from `ht` (layers × [rows, 2w], H | T)
-    /// and the states `xs` ((layers + 1) × [rows, w]) of `rows` examples with `labels`.
-    pub fn probe_sums(ht: &[f32], xs: &[f32], labels: &[i64], shape: (usize, usize, usize, usize), acc: &mut ProbeSums) => probe_sums_body
+    /// One highway layer's probe statistics over a block of `labels.len()` examples: from `ht`
+    /// ([rows, 2w], H | T) adds T into `class_sum` ([classes, w]) by label; returns how many
+    /// T > 0.5 and Σ |y − x| (`x`, `y`: the layer's input and output, [rows, w]).
+    pub fn probe_layer(ht: &[f32], x: &[f32], y: &[f32], labels: &[i64], class_sum: &mut [f32]) -> (f64, f64) => probe_layer_body
 }
 
 #[inline(always)]
-fn probe_sums_body(ht: &[f32], xs: &[f32], labels: &[i64], (rows, w, layers, classes): (usize, usize, usize, usize), acc: &mut ProbeSums) {
-    let n = rows * w;
-    for l in 0..layers {
-        let class_sum = &mut acc.class_sum[l * classes * w..(l + 1) * classes * w];
-        let mut open = [0f32; LANES];
-        for (row, &label) in ht[l * 2 * n..(l + 1) * 2 * n].chunks_exact(2 * w).zip(labels) {
-            let t = &row[w..];
-            let sum = &mut class_sum[label as usize * w..(label as usize + 1) * w];
-            for (s, &v) in sum.iter_mut().zip(t) {
-                *s += v;
-            }
-            lane_sums(&mut open, t, t, |v, _| if v > 0.5 { 1.0 } else { 0.0 });
+fn probe_layer_body(ht: &[f32], x: &[f32], y: &[f32], labels: &[i64], class_sum: &mut [f32]) -> (f64, f64) {
+    let w = x.len() / labels.len().max(1);
+    let mut open = [0f32; LANES];
+    for (row, &label) in ht.chunks_exact(2 * w).zip(labels) {
+        let t = &row[w..];
+        let sum = &mut class_sum[label as usize * w..(label as usize + 1) * w];
+        for (s, &v) in sum.iter_mut().zip(t) {
+            *s += v;
         }
-        acc.open[l] += open.iter().map(|&v| v as f64).sum::<f64>();
-        let mut change = [0f32; LANES];
-        lane_sums(&mut change, &xs[l * n..(l + 1) * n], &xs[(l + 1) * n..(l + 2) * n], |a, b| (b - a).abs());
-        acc.change[l + 1] += change.iter().map(|&v| v as f64).sum::<f64>();
+        lane_sums(&mut open, t, t, |v, _| if v > 0.5 { 1.0 } else { 0.0 });
     }
+    let mut change = [0f32; LANES];
+    lane_sums(&mut change, x, y, |a, b| (b - a).abs());
+    let total = |v: [f32; LANES]| v.iter().map(|&v| v as f64).sum::<f64>();
+    (total(open), total(change))
 }
 
 /// `acc[k] += f(a[i], b[i])` for every i, in lane k = i mod LANES: a sum the compiler can

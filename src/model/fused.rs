@@ -1,0 +1,292 @@
+//! A highway layer's whole forward as one AVX2 + FMA kernel: the matrix product and the
+//! pointwise work (bias, H's activation, the gate sigmoid, the carry mix) in registers.
+//!
+//! The generic path ([`super::cpu`]) runs a layer as a `gemm` product into `H | T`
+//! ([rows, 2·width]) and then a pointwise pass over it. Here, a tile of [`TILE`] rows and one
+//! block of 8 units keep their H and T sums in 12 registers through the product, and leave as
+//! `y = x + T·(H − x)`; the weights are packed once per layer so that the product reads them
+//! in order, H's 8 beside T's 8 (see [`Packed`]). H | T is still written when asked
+//! (training keeps it for the backward; probes sum T).
+//!
+//! The maths and the rounding of `exp` are [`super::pointwise`]'s; the divisions of sigmoid
+//! and tanh use `rcp` and one Newton step (within 2 ulp of f32). Used when the CPU has AVX2
+//! and FMA ([`Packed::new`] says None otherwise).
+
+use super::Activation;
+
+/// Rows of a tile: 6 rows × (H, T) = 12 accumulators, plus two weight vectors and a
+/// broadcast input, fill 15 of the 16 AVX2 registers.
+pub const TILE: usize = 6;
+/// Units of a block: one AVX2 register of f32.
+const UNITS: usize = 8;
+
+/// Every highway layer's weights, packed for the kernel: per layer, per block of 8 units,
+/// `[width + 1][16]`: row 0 the biases (H's 8, then T's 8), row k + 1 the weights of input k.
+/// Units past the width are zero.
+pub struct Packed {
+    width: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    /// Space for `layers` highway layers of `width` units, if this CPU runs the kernel.
+    pub fn new(width: usize, layers: usize) -> Option<Packed> {
+        if !available() {
+            return None;
+        }
+        let per_layer = blocks(width) * (width + 1) * 2 * UNITS;
+        Some(Packed { width, data: vec![0.0; per_layer * layers] })
+    }
+
+    fn per_layer(&self) -> usize {
+        blocks(self.width) * (self.width + 1) * 2 * UNITS
+    }
+
+    /// Packs layer `i` from its weights `w` ([2·width, width]: H's rows, then T's) and biases
+    /// `b` ([2·width]).
+    pub fn pack(&mut self, i: usize, w: &[f32], b: &[f32]) {
+        let (n, per) = (self.width, self.per_layer());
+        let out = &mut self.data[i * per..(i + 1) * per];
+        for (j, block) in out.chunks_exact_mut((n + 1) * 2 * UNITS).enumerate() {
+            for u in 0..UNITS {
+                let unit = j * UNITS + u;
+                let real = unit < n;
+                block[u] = if real { b[unit] } else { 0.0 };
+                block[UNITS + u] = if real { b[n + unit] } else { 0.0 };
+                for k in 0..n {
+                    let row = &mut block[(k + 1) * 2 * UNITS..(k + 2) * 2 * UNITS];
+                    row[u] = if real { w[unit * n + k] } else { 0.0 };
+                    row[UNITS + u] = if real { w[(n + unit) * n + k] } else { 0.0 };
+                }
+            }
+        }
+    }
+
+    /// Highway layer `i` (0-based) on `x` ([rows, width]) into `y` ([rows, width]); `ht`
+    /// ([rows, 2·width]), if given, gets `H | T`.
+    pub fn forward(&self, i: usize, x: &[f32], y: &mut [f32], ht: Option<&mut [f32]>, a: Activation) {
+        let (w, per) = (self.width, self.per_layer());
+        let rows = x.len() / w;
+        assert!(y.len() >= rows * w && ht.as_ref().is_none_or(|h| h.len() >= rows * 2 * w));
+        let pk = &self.data[i * per..(i + 1) * per];
+        let ht = ht.map_or(std::ptr::null_mut(), |h| h.as_mut_ptr());
+        // SAFETY: `available()` held when `self` was made; every pointer below is in bounds of
+        // the slices asserted above (rows × width, rows × 2·width, the layer's packing).
+        unsafe {
+            match a {
+                Activation::Tanh => avx2::layer::<avx2::Tanh>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w),
+                Activation::Relu => avx2::layer::<avx2::Relu>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w),
+            }
+        }
+    }
+}
+
+fn blocks(width: usize) -> usize {
+    width.div_ceil(UNITS)
+}
+
+/// Whether this CPU runs the kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{TILE, UNITS};
+
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m256 {
+        _mm256_set1_ps(v)
+    }
+
+    /// e^x, as [`super::super::pointwise::exp`].
+    #[inline(always)]
+    unsafe fn exp(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_max_ps(x, splat(-87.0)), splat(88.0));
+        let n = _mm256_floor_ps(_mm256_fmadd_ps(x, splat(std::f32::consts::LOG2_E), splat(0.5)));
+        let r = _mm256_fnmadd_ps(n, splat(-2.121_944_4e-4), _mm256_fnmadd_ps(n, splat(0.693_359_4), x));
+        let mut p = splat(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            p = _mm256_fmadd_ps(p, r, splat(c));
+        }
+        let p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), splat(1.0));
+        let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+        _mm256_mul_ps(p, two_n)
+    }
+
+    /// 1 / d: `rcp` and one Newton step.
+    #[inline(always)]
+    unsafe fn recip(d: __m256) -> __m256 {
+        let r = _mm256_rcp_ps(d);
+        _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, splat(2.0)))
+    }
+
+    #[inline(always)]
+    unsafe fn sigmoid(z: __m256) -> __m256 {
+        recip(_mm256_add_ps(splat(1.0), exp(_mm256_sub_ps(_mm256_setzero_ps(), z))))
+    }
+
+    /// H's activation.
+    pub trait Act {
+        unsafe fn act(z: __m256) -> __m256;
+    }
+
+    pub struct Tanh;
+    pub struct Relu;
+
+    impl Act for Tanh {
+        #[inline(always)]
+        unsafe fn act(z: __m256) -> __m256 {
+            let s = recip(_mm256_add_ps(splat(1.0), exp(_mm256_mul_ps(z, splat(-2.0)))));
+            _mm256_fmsub_ps(s, splat(2.0), splat(1.0))
+        }
+    }
+
+    impl Act for Relu {
+        #[inline(always)]
+        unsafe fn act(z: __m256) -> __m256 {
+            _mm256_max_ps(z, _mm256_setzero_ps())
+        }
+    }
+
+    /// See [`super::Packed::forward`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn layer<A: Act>(pk: &[f32], x: *const f32, y: *mut f32, ht: *mut f32, rows: usize, w: usize) {
+        let pk = pk.as_ptr();
+        let mut r = 0;
+        while r + TILE <= rows {
+            tile::<A, TILE>(pk, x.add(r * w), y.add(r * w), row(ht, r, w), w);
+            r += TILE;
+        }
+        let (x, y, ht) = (x.add(r * w), y.add(r * w), row(ht, r, w));
+        match rows - r {
+            1 => tile::<A, 1>(pk, x, y, ht, w),
+            2 => tile::<A, 2>(pk, x, y, ht, w),
+            3 => tile::<A, 3>(pk, x, y, ht, w),
+            4 => tile::<A, 4>(pk, x, y, ht, w),
+            5 => tile::<A, 5>(pk, x, y, ht, w),
+            _ => {}
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn row(ht: *mut f32, r: usize, w: usize) -> *mut f32 {
+        if ht.is_null() {
+            ht
+        } else {
+            ht.add(r * 2 * w)
+        }
+    }
+
+    /// `R` rows: every block of units through the product and the pointwise work.
+    #[inline(always)]
+    unsafe fn tile<A: Act, const R: usize>(pk: *const f32, x: *const f32, y: *mut f32, ht: *mut f32, w: usize) {
+        let per_block = (w + 1) * 2 * UNITS;
+        for j in 0..w.div_ceil(UNITS) {
+            let b = pk.add(j * per_block);
+            let (mut h, mut t) = ([_mm256_loadu_ps(b); R], [_mm256_loadu_ps(b.add(UNITS)); R]);
+            let mut wk = b.add(2 * UNITS);
+            let mut xk = x;
+            let end = x.add(w);
+            while xk < end {
+                let (wh, wt) = (_mm256_loadu_ps(wk), _mm256_loadu_ps(wk.add(UNITS)));
+                for r in 0..R {
+                    let xv = _mm256_broadcast_ss(&*xk.add(r * w));
+                    h[r] = _mm256_fmadd_ps(xv, wh, h[r]);
+                    t[r] = _mm256_fmadd_ps(xv, wt, t[r]);
+                }
+                wk = wk.add(2 * UNITS);
+                xk = xk.add(1);
+            }
+            let col = j * UNITS;
+            let left = w - col;
+            if left >= UNITS {
+                for r in 0..R {
+                    let (hv, tv) = (A::act(h[r]), sigmoid(t[r]));
+                    let xv = _mm256_loadu_ps(x.add(r * w + col));
+                    _mm256_storeu_ps(y.add(r * w + col), _mm256_fmadd_ps(tv, _mm256_sub_ps(hv, xv), xv));
+                    if !ht.is_null() {
+                        _mm256_storeu_ps(ht.add(r * 2 * w + col), hv);
+                        _mm256_storeu_ps(ht.add(r * 2 * w + w + col), tv);
+                    }
+                }
+            } else {
+                // lanes past the row's end are neither read nor written
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                for r in 0..R {
+                    let (hv, tv) = (A::act(h[r]), sigmoid(t[r]));
+                    let xv = _mm256_maskload_ps(x.add(r * w + col), m);
+                    _mm256_maskstore_ps(y.add(r * w + col), m, _mm256_fmadd_ps(tv, _mm256_sub_ps(hv, xv), xv));
+                    if !ht.is_null() {
+                        _mm256_maskstore_ps(ht.add(r * 2 * w + col), m, hv);
+                        _mm256_maskstore_ps(ht.add(r * 2 * w + w + col), m, tv);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::pointwise;
+
+    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                ((s % 20_001) as f32 / 10_000.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// The kernel against a plain product and [`pointwise::highway_forward`], for widths that
+    /// fill whole blocks and not, and row counts that fill whole tiles and not.
+    #[test]
+    fn the_fused_layer_matches_the_product_and_the_pointwise_pass() {
+        if !available() {
+            eprintln!("no AVX2 + FMA: nothing to check");
+            return;
+        }
+        for &(w, rows) in &[(50, 13), (16, 6), (7, 5), (33, 20), (8, 1), (64, 12)] {
+            for a in [Activation::Tanh, Activation::Relu] {
+                let (wt, b, x) = (values(2 * w * w, 1, 0.5), values(2 * w, 2, 2.0), values(rows * w, 3, 1.5));
+                let mut packed = Packed::new(w, 2).expect("available");
+                packed.pack(1, &wt, &b);
+                let (mut y, mut ht) = (vec![f32::NAN; rows * w], vec![f32::NAN; rows * 2 * w]);
+                packed.forward(1, &x, &mut y, Some(&mut ht), a);
+                let mut want_ht = vec![0f32; rows * 2 * w];
+                for r in 0..rows {
+                    for o in 0..2 * w {
+                        want_ht[r * 2 * w + o] = (0..w).map(|k| x[r * w + k] * wt[o * w + k]).sum();
+                    }
+                }
+                let mut want_y = vec![0f32; rows * w];
+                pointwise::highway_forward(&mut want_ht, &x, &mut want_y, &b, a);
+                let close = |got: &[f32], want: &[f32], what: &str| {
+                    for (i, (g, e)) in got.iter().zip(want).enumerate() {
+                        assert!((g - e).abs() <= 2e-5 * (1.0 + e.abs()), "{what}[{i}] = {g}, not {e} (width {w}, {rows} rows, {a:?})");
+                    }
+                };
+                close(&y, &want_y, "y");
+                close(&ht, &want_ht, "ht");
+                let mut y2 = vec![f32::NAN; rows * w];
+                packed.forward(1, &x, &mut y2, None, a);
+                assert_eq!(y, y2, "the same y without H | T");
+            }
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Inference of a highway MLP on the CPU with the training step's kernels: evaluation, probe
+//! passes and lesion replays, over blocks of rows spread across threads.
+//!
+//! Each thread runs whole blocks of rows through every layer. A block's state is ping-ponged
+//! between two buffers and a layer's H | T lives in one more, so a block's working set stays in
+//! L2; only a lesion pass keeps every layer's state (its replays start from them). A highway
+//! layer runs as [`fused`](super::fused)'s kernel where the CPU has AVX2 + FMA, else as the
+//! training step's product and pointwise pass.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tch::{Kind, Tensor};
+
+use super::cpu::{host, matmul, rows, slice_of, tr, Layout};
+use super::fused::Packed;
+use super::pointwise;
+use super::{Activation, Model};
+
+/// Floats of per-thread buffers an inference block may take (16 MiB).
+const BLOCK_BUDGET: usize = 4 << 20;
+
+/// What a probe pass sums over its examples, per highway layer.
+pub struct ProbeSums {
+    /// [layers, classes, width]: T summed over each class's examples
+    pub class_sum: Vec<f32>,
+    /// [layers]: how many T > 0.5
+    pub open: Vec<f64>,
+    /// [layers + 1]: Σ |y_l − y_(l−1)| (entry 0 unused)
+    pub change: Vec<f64>,
+}
+
+/// The rows a pass reads: f32 features, or u8 pixels scaled to [0, 1] a block at a time.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Features(&'a [f32]),
+    Pixels(&'a [u8]),
+}
+
+/// One thread's buffers for a block of rows.
+struct Rows {
+    /// `slots` × [block, width]: two states ping-ponged, or every layer's (a lesion pass)
+    states: Vec<f32>,
+    slots: usize,
+    /// [block, 2·width]: H | T of the layer just run
+    ht: Vec<f32>,
+    /// [block, classes]: the logits (before the output bias)
+    logits: Vec<f32>,
+    /// [block, input]: a block of pixels scaled to [0, 1]
+    scaled: Vec<f32>,
+}
+
+/// What a layer hands to a pass's `visit`: its 0-based index, its H | T ([rows, 2·width];
+/// only when asked for), its input and its output ([rows, width]).
+type Visit<'v> = &'v mut dyn FnMut(usize, &[f32], &[f32], &[f32]);
+
+pub struct Infer<'m> {
+    layout: Layout,
+    activation: Activation,
+    params: &'m [f32],
+    threads: usize,
+    /// Rows per block: a lesion pass's buffers (every layer's state) stay within [`BLOCK_BUDGET`].
+    block: usize,
+    /// The highway layers packed for the fused kernel, when the CPU runs it.
+    packed: Option<Packed>,
+}
+
+impl<'m> Infer<'m> {
+    /// The CPU inference of `model` on `threads` threads, if it can run it (as
+    /// [`Step::new`](super::cpu::Step::new)).
+    pub fn new(model: &'m Model, threads: usize) -> Option<Infer<'m>> {
+        let layout = Layout::of(model)?;
+        // SAFETY: a contiguous f32 CPU tensor of `len` elements (`Layout::of`), borrowed with
+        // the model
+        let params = unsafe { slice_of::<f32>(&model.flat, layout.len) };
+        let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
+        let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
+        let w = layout.width;
+        let packed = Packed::new(w, layout.layers()).map(|mut pk| {
+            for (i, (&wc, &bc)) in layout.wc.iter().zip(&layout.bc).enumerate() {
+                pk.pack(i, &params[wc..wc + 2 * w * w], &params[bc..bc + 2 * w]);
+            }
+            pk
+        });
+        Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block, packed })
+    }
+
+    fn rows(&self, slots: usize) -> Rows {
+        let (lay, b) = (&self.layout, self.block);
+        Rows {
+            states: vec![0.0; slots * b * lay.width],
+            slots,
+            ht: vec![0.0; b * 2 * lay.width],
+            logits: vec![0.0; b * lay.classes],
+            scaled: Vec::new(),
+        }
+    }
+
+    /// The forward of `x`'s rows ([rows, input]) with `lesion` (1-based) closed: calls `visit`
+    /// after each highway layer (with H | T when `keep_ht`) and leaves the logits in
+    /// `buf.logits`.
+    fn forward(&self, buf: &mut Rows, x: Input, lesion: Option<usize>, keep_ht: bool, visit: Visit) {
+        let (lay, p, a, w) = (&self.layout, self.params, self.activation, self.layout.width);
+        let x = match x {
+            Input::Features(x) => x,
+            Input::Pixels(px) => {
+                buf.scaled.clear();
+                buf.scaled.extend(px.iter().map(|&v| v as f32 / 255.0));
+                &buf.scaled
+            }
+        };
+        let r = x.len() / lay.input;
+        let n = r * w;
+        let slot = |i: usize| if buf.slots == 2 { i % 2 } else { i };
+        // state 0 = act(x·W0ᵀ + b0)  [rows, width]
+        let first = &mut buf.states[..n];
+        matmul(first, (r, w, lay.input), false, rows(x, lay.input), tr(&p[lay.w0..], lay.input));
+        pointwise::bias_act(first, &p[lay.b0..lay.b0 + w], a);
+        let stride = self.block * w;
+        for (i, (&wc, &bc)) in lay.wc.iter().zip(&lay.bc).enumerate() {
+            let (s, d) = (slot(i), slot(i + 1));
+            // the input slot and the output slot, apart
+            let (xin, y) = if s < d {
+                let (lo, hi) = buf.states.split_at_mut(d * stride);
+                (&lo[s * stride..s * stride + n], &mut hi[..n])
+            } else {
+                let (lo, hi) = buf.states.split_at_mut(s * stride);
+                (&hi[..n], &mut lo[d * stride..d * stride + n])
+            };
+            let ht = &mut buf.ht[..2 * n];
+            if lesion == Some(i + 1) {
+                ht.fill(0.0);
+                y.copy_from_slice(xin);
+            } else {
+                match &self.packed {
+                    Some(pk) => pk.forward(i, xin, y, keep_ht.then_some(&mut *ht), a),
+                    None => {
+                        matmul(ht, (r, 2 * w, w), false, rows(xin, w), tr(&p[wc..], w));
+                        pointwise::highway_forward(ht, xin, y, &p[bc..bc + 2 * w], a);
+                    }
+                }
+            }
+            visit(i, ht, xin, y);
+        }
+        let last = slot(lay.layers());
+        let c = lay.classes;
+        matmul(&mut buf.logits[..r * c], (r, c, w), false, rows(&buf.states[last * stride..last * stride + n], w), tr(&p[lay.wo..], w));
+    }
+
+    /// Runs `work(acc, buffers, rows)` on blocks of the `n` rows, on the threads, each thread
+    /// folding into its own accumulator; buffers keep `slots` states. `tick(rows done)` is
+    /// called on this thread; when it returns false the pass stops and returns None.
+    fn blocks<A: Send>(
+        &self,
+        (n, slots): (usize, usize),
+        init: impl Fn() -> A + Sync,
+        work: impl Fn(&mut A, &mut Rows, Range<usize>) + Sync,
+        tick: &mut dyn FnMut(usize) -> bool,
+    ) -> Option<Vec<A>> {
+        let count = n.div_ceil(self.block);
+        let (done, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let threads = self.threads.min(count).max(1);
+        let run = |t: usize, tick: &mut dyn FnMut(usize) -> bool| {
+            let (mut acc, mut buf) = (init(), self.rows(slots));
+            for b in (t..count).step_by(threads) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                work(&mut acc, &mut buf, b * self.block..((b + 1) * self.block).min(n));
+                let d = (done.fetch_add(1, Ordering::Relaxed) + 1) * self.block;
+                if !tick(d.min(n)) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            acc
+        };
+        let accs = std::thread::scope(|s| {
+            let others: Vec<_> = (1..threads).map(|t| s.spawn(move || run(t, &mut |_| true))).collect();
+            let mut accs = vec![run(0, tick)];
+            accs.extend(others.into_iter().map(|h| h.join().expect("an inference thread panicked")));
+            accs
+        });
+        (!stop.load(Ordering::Relaxed)).then_some(accs)
+    }
+
+    /// Mean loss and accuracy on `x` ([n, input_dim]: f32 features, or u8 pixels that are
+    /// scaled to [0, 1]) and `y` ([n]), with `lesion` closed.
+    pub fn evaluate(&self, x: &Tensor, y: &Tensor, lesion: Option<usize>) -> (f64, f64) {
+        let (lay, p) = (&self.layout, self.params);
+        let (yt, n) = host::<i64>(y);
+        // SAFETY: a contiguous CPU tensor of this length, alive for the pass
+        let ys = unsafe { slice_of::<i64>(&yt, n) };
+        let accs = with_input(x, |input| {
+            self.blocks(
+                (n, 2),
+                || (0f64, 0f64),
+                |acc, buf, r| {
+                    self.forward(buf, input.rows(r.clone(), lay.input), lesion, false, &mut |_, _, _, _| {});
+                    let (loss, correct) = score(&mut buf.logits[..r.len() * lay.classes], &p[lay.bo..lay.bo + lay.classes], &ys[r]);
+                    *acc = (acc.0 + loss, acc.1 + correct);
+                },
+                &mut |_| true,
+            )
+        });
+        let (loss, correct) = accs.expect("never cancelled").into_iter().fold((0.0, 0.0), |s, a| (s.0 + a.0, s.1 + a.1));
+        (loss / n.max(1) as f64, correct / n.max(1) as f64)
+    }
+
+    /// Loss and correct predictions summed over `x`, `y`: row 0 with no lesion, row l with
+    /// highway layer l lesioned (each lesion replays only the layers after it from the cached
+    /// input of layer l). `tick(rows done)` after each block.
+    pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize)) -> Vec<(f64, f64)> {
+        let (lay, p) = (&self.layout, self.params);
+        let (yt, n) = host::<i64>(y);
+        // SAFETY: a contiguous CPU tensor of this length, alive for the pass
+        let ys = unsafe { slice_of::<i64>(&yt, n) };
+        let (w, l, stride) = (lay.width, lay.layers(), self.block * lay.width);
+        let init = || (vec![(0f64, 0f64); l + 1], vec![0f32; 2 * stride]);
+        let accs = with_input(x, |input| {
+            self.blocks(
+                (n, l + 1),
+                init,
+                |(sums, pair), buf, r| {
+                    let (bo, labels, c) = (&p[lay.bo..lay.bo + lay.classes], &ys[r.clone()], lay.classes);
+                    self.forward(buf, input.rows(r.clone(), lay.input), None, false, &mut |_, _, _, _| {});
+                    let m = r.len() * w;
+                    let mut add = |row: usize, logits: &mut [f32]| {
+                        let (loss, correct) = score(logits, bo, labels);
+                        sums[row] = (sums[row].0 + loss, sums[row].1 + correct);
+                    };
+                    add(0, &mut buf.logits[..r.len() * c]);
+                    for lesion in 1..=l {
+                        // the input of layer `lesion` is what layer lesion + 1 gets
+                        let (q, next) = pair.split_at_mut(stride);
+                        q[..m].copy_from_slice(&buf.states[(lesion - 1) * stride..(lesion - 1) * stride + m]);
+                        let out = self.replay(&mut buf.ht[..2 * m], &mut q[..m], &mut next[..m], lesion);
+                        matmul(&mut buf.logits[..r.len() * c], (r.len(), c, w), false, rows(out, w), tr(&p[lay.wo..], w));
+                        add(lesion, &mut buf.logits[..r.len() * c]);
+                    }
+                },
+                &mut |d| {
+                    tick(d);
+                    true
+                },
+            )
+        });
+        let mut total = vec![(0f64, 0f64); l + 1];
+        for (sums, _) in accs.expect("never cancelled") {
+            for (t, s) in total.iter_mut().zip(sums) {
+                *t = (t.0 + s.0, t.1 + s.1);
+            }
+        }
+        total
+    }
+
+    /// Runs highway layers `from + 1..` (1-based) on the state `q` ([rows, width]),
+    /// ping-ponging with `next`; returns the final state.
+    fn replay<'b>(&self, ht: &mut [f32], mut q: &'b mut [f32], mut next: &'b mut [f32], from: usize) -> &'b [f32] {
+        let (lay, p, w) = (&self.layout, self.params, self.layout.width);
+        for i in from..lay.layers() {
+            match &self.packed {
+                Some(pk) => pk.forward(i, q, next, None, self.activation),
+                None => {
+                    let (wc, bc) = (lay.wc[i], lay.bc[i]);
+                    matmul(ht, (q.len() / w, 2 * w, w), false, rows(q, w), tr(&p[wc..], w));
+                    pointwise::highway_forward(ht, q, next, &p[bc..bc + 2 * w], self.activation);
+                }
+            }
+            std::mem::swap(&mut q, &mut next);
+        }
+        q
+    }
+
+    /// A probe pass's sums over `x` (as [`Self::evaluate`]'s), `y` (labels < `classes`), with
+    /// `lesion` closed; None if `tick(rows done)` returned false.
+    pub fn probe_sums(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        classes: usize,
+        lesion: Option<usize>,
+        tick: &mut dyn FnMut(usize) -> bool,
+    ) -> Option<ProbeSums> {
+        let lay = &self.layout;
+        let (yt, n) = host::<i64>(y);
+        // SAFETY: a contiguous CPU tensor of this length, alive for the pass
+        let ys = unsafe { slice_of::<i64>(&yt, n) };
+        let (w, l) = (lay.width, lay.layers());
+        let init = || ProbeSums { class_sum: vec![0.0; l * classes * w], open: vec![0.0; l], change: vec![0.0; l + 1] };
+        let accs = with_input(x, |input| {
+            self.blocks(
+                (n, 2),
+                init,
+                |acc, buf, r| {
+                    let labels = &ys[r.clone()];
+                    self.forward(buf, input.rows(r.clone(), lay.input), lesion, true, &mut |i, ht, xin, y| {
+                        let class_sum = &mut acc.class_sum[i * classes * w..(i + 1) * classes * w];
+                        let (open, change) = pointwise::probe_layer(ht, xin, y, labels, class_sum);
+                        acc.open[i] += open;
+                        acc.change[i + 1] += change;
+                    });
+                },
+                tick,
+            )
+        })?;
+        let mut total = init();
+        for s in accs {
+            total.class_sum.iter_mut().zip(&s.class_sum).for_each(|(t, v)| *t += v);
+            total.open.iter_mut().zip(&s.open).for_each(|(t, v)| *t += v);
+            total.change.iter_mut().zip(&s.change).for_each(|(t, v)| *t += v);
+        }
+        Some(total)
+    }
+}
+
+impl<'a> Input<'a> {
+    /// Rows `r` of a matrix of `cols` columns.
+    fn rows(self, r: Range<usize>, cols: usize) -> Input<'a> {
+        match self {
+            Input::Features(x) => Input::Features(&x[r.start * cols..r.end * cols]),
+            Input::Pixels(x) => Input::Pixels(&x[r.start * cols..r.end * cols]),
+        }
+    }
+}
+
+/// Runs `f` on `x`'s memory: u8 pixels as they are, anything else as f32.
+fn with_input<R>(x: &Tensor, f: impl FnOnce(Input) -> R) -> R {
+    if x.kind() == Kind::Uint8 {
+        let (t, n) = host::<u8>(x);
+        // SAFETY: a contiguous CPU tensor of this length, alive while `f` runs
+        f(Input::Pixels(unsafe { slice_of::<u8>(&t, n) }))
+    } else {
+        let (t, n) = host::<f32>(x);
+        // SAFETY: as above
+        f(Input::Features(unsafe { slice_of::<f32>(&t, n) }))
+    }
+}
+
+/// Summed loss and correct predictions of logits ([rows, classes], before the bias `bo`).
+fn score(logits: &mut [f32], bo: &[f32], labels: &[i64]) -> (f64, f64) {
+    let (loss, correct) = pointwise::softmax_cross_entropy(logits, bo, labels, 1);
+    (loss, correct as f64)
+}
