@@ -179,6 +179,23 @@ fn torch_sums(
     Some((class_sum, open, change))
 }
 
+/// The probe samples' T ([K, L, W]), block outputs ([K, depth, W]) and predicted classes: by
+/// the CPU kernels when `infer` runs the model, else by its libtorch forward.
+fn samples(model: &Model, infer: Option<&infer::Infer>, probe: &ProbeSet, opts: ForwardOpts) -> (Array, Array, Vec<u32>) {
+    let arch = &model.arch;
+    let (k, depth, w) = (probe.sample_x.size()[0] as usize, arch.depth, arch.width);
+    if let Some(infer) = infer {
+        let trace = infer.trace(&probe.sample_x, opts.lesion);
+        let gates = Array { shape: vec![k, depth - 1, w], data: trace.gates };
+        return (gates, Array { shape: vec![k, depth, w], data: trace.blocks }, trace.predictions);
+    }
+    let sf = model.forward(&probe.sample_x.to_device(model.device()), opts);
+    let gated = arch.gated_layers().len();
+    let gates = if gated > 0 { to_array(&Tensor::stack(&sf.gates, 1)) } else { Array::zeros(vec![k, 0, w]) };
+    let preds = to_array(&sf.logits.argmax(-1, false)).data.iter().map(|&p| p as u32).collect();
+    (gates, to_array(&Tensor::stack(&sf.blocks, 1)), preds)
+}
+
 /// Accuracy on the probe set's test split, with `lesion` closed.
 fn test_accuracy(model: &Model, probe: &ProbeSet, lesion: Option<usize>) -> f64 {
     let opts = ForwardOpts { trace: false, lesion, ..Default::default() };
@@ -201,7 +218,8 @@ pub fn snapshot_with(
         let opts = ForwardOpts { trace: true, lesion, ..Default::default() };
         let (n, dev) = (probe.len() as i64, model.device());
         let f = (Kind::Float, dev);
-        let (class_sum, open, change) = match infer::Infer::new(model, cpu::threads()) {
+        let infer = infer::Infer::new(model, cpu::threads());
+        let (class_sum, open, change) = match &infer {
             Some(infer) => {
                 let sums = infer.probe_sums(&probe.x, &probe.y, probe.classes, lesion, &mut |d| tick(d, n as usize))?;
                 let t = |v: &[f32]| Tensor::from_slice(v);
@@ -229,10 +247,7 @@ pub fn snapshot_with(
             })
             .collect();
 
-        let sf = model.forward(&probe.sample_x.to_device(dev), opts);
-        let k = probe.sample_x.size()[0];
-        let sample_gates = if gated > 0 { Tensor::stack(&sf.gates, 1) } else { Tensor::zeros([k, 0, w], f) };
-        let preds = sf.logits.argmax(-1, false);
+        let (sample_gates, sample_blocks, sample_predictions) = samples(model, infer.as_ref(), probe, opts);
         let test_accuracy = match progress.test_accuracy {
             Some(a) if lesion.is_none() => a,
             _ => test_accuracy(model, probe, lesion),
@@ -245,9 +260,9 @@ pub fn snapshot_with(
             test_accuracy,
             gate_bias: model.gate_biases().map_or_else(|| Array::zeros(vec![0, w as usize]), |b| to_array(&b)),
             mean_gate: mean_gate_a,
-            sample_gates: to_array(&sample_gates),
-            sample_blocks: to_array(&Tensor::stack(&sf.blocks, 1)),
-            sample_predictions: to_array(&preds).data.iter().map(|&p| p as u32).collect(),
+            sample_gates,
+            sample_blocks,
+            sample_predictions,
             class_mean_gate: to_array(&class_mean),
             layers,
         })

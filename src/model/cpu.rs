@@ -16,7 +16,6 @@
 
 use tch::{Kind, Tensor};
 
-use super::fused::Packed;
 use super::pointwise;
 use super::{Activation, Model};
 
@@ -159,16 +158,15 @@ impl Shard {
 
     /// Forward, loss and backward of this shard's rows: `x` [rows, input], `labels` [rows].
     fn run(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32], labels: &[i64], batch: usize) {
-        self.forward(p, lay, a, x, None);
+        self.forward(p, lay, a, x);
         let (loss, correct) = pointwise::softmax_cross_entropy(&mut self.logits, &p[lay.bo..lay.bo + lay.classes], labels, batch);
         (self.loss, self.correct) = (loss, correct);
         self.backward(p, lay, a, x);
     }
 
     /// The forward of this shard's first `self.rows` rows, keeping every layer's state and
-    /// H | T for the backward; `packed`, when given, holds the highway layers' weights for the
-    /// fused kernel ([`super::fused`]).
-    fn forward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32], packed: Option<&Packed>) {
+    /// H | T for the backward.
+    fn forward(&mut self, p: &[f32], lay: &Layout, a: Activation, x: &[f32]) {
         let (r, w, c, n) = (self.rows, lay.width, lay.classes, self.rows * lay.width);
         // state 0 = act(x·W0ᵀ + b0)  [rows, width]
         matmul(&mut self.xs[..n], (r, w, lay.input), false, rows(x, lay.input), tr(&p[lay.w0..], lay.input));
@@ -177,13 +175,8 @@ impl Shard {
             let ht = &mut self.ht[i * 2 * n..(i + 1) * 2 * n]; // [rows, 2·width]
             let (before, after) = self.xs.split_at_mut((i + 1) * n);
             let x = &before[i * n..];
-            match packed {
-                Some(pk) => pk.forward(i, x, &mut after[..n], Some(ht), a),
-                None => {
-                    matmul(ht, (r, 2 * w, w), false, rows(x, w), tr(&p[wc..], w));
-                    pointwise::highway_forward(ht, x, &mut after[..n], &p[bc..bc + 2 * w], a);
-                }
-            }
+            matmul(ht, (r, 2 * w, w), false, rows(x, w), tr(&p[wc..], w));
+            pointwise::highway_forward(ht, x, &mut after[..n], &p[bc..bc + 2 * w], a);
         }
         let last = &self.xs[lay.layers() * n..(lay.layers() + 1) * n];
         matmul(&mut self.logits[..r * c], (r, c, w), false, rows(last, w), tr(&p[lay.wo..], w));

@@ -42,21 +42,34 @@ impl Packed {
         blocks(self.width) * (self.width + 1) * 2 * UNITS
     }
 
+    /// Packs every layer from the flat parameters `p`: layer i's weights at `wc[i]`
+    /// ([2·width, width]: H's rows, then T's) and biases at `bc[i]` ([2·width]).
+    pub fn pack_all(&mut self, p: &[f32], wc: &[usize], bc: &[usize]) {
+        let n = self.width;
+        for (i, (&wc, &bc)) in wc.iter().zip(bc).enumerate() {
+            self.pack(i, &p[wc..wc + 2 * n * n], &p[bc..bc + 2 * n]);
+        }
+    }
+
     /// Packs layer `i` from its weights `w` ([2·width, width]: H's rows, then T's) and biases
     /// `b` ([2·width]).
     pub fn pack(&mut self, i: usize, w: &[f32], b: &[f32]) {
         let (n, per) = (self.width, self.per_layer());
         let out = &mut self.data[i * per..(i + 1) * per];
         for (j, block) in out.chunks_exact_mut((n + 1) * 2 * UNITS).enumerate() {
-            for u in 0..UNITS {
-                let unit = j * UNITS + u;
-                let real = unit < n;
-                block[u] = if real { b[unit] } else { 0.0 };
-                block[UNITS + u] = if real { b[n + unit] } else { 0.0 };
-                for k in 0..n {
-                    let row = &mut block[(k + 1) * 2 * UNITS..(k + 2) * 2 * UNITS];
-                    row[u] = if real { w[unit * n + k] } else { 0.0 };
-                    row[UNITS + u] = if real { w[(n + unit) * n + k] } else { 0.0 };
+            let units = j * UNITS..((j + 1) * UNITS).min(n);
+            let (rows, bias) = (block.chunks_exact_mut(2 * UNITS), [&b[units.clone()], &b[n + units.start..n + units.end]]);
+            for (k, row) in rows.enumerate() {
+                let (h, t) = row.split_at_mut(UNITS);
+                for (half, (dst, first)) in [(h, 0), (t, n)].into_iter().enumerate() {
+                    for (u, d) in dst.iter_mut().enumerate() {
+                        let unit = units.start + u;
+                        *d = match k {
+                            _ if unit >= n => 0.0,
+                            0 => bias[half][u],
+                            _ => w[(first + unit) * n + k - 1],
+                        };
+                    }
                 }
             }
         }

@@ -75,11 +75,8 @@ impl<'m> Infer<'m> {
         let params = unsafe { slice_of::<f32>(&model.flat, layout.len) };
         let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
         let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
-        let w = layout.width;
-        let packed = Packed::new(w, layout.layers()).map(|mut pk| {
-            for (i, (&wc, &bc)) in layout.wc.iter().zip(&layout.bc).enumerate() {
-                pk.pack(i, &params[wc..wc + 2 * w * w], &params[bc..bc + 2 * w]);
-            }
+        let packed = Packed::new(layout.width, layout.layers()).map(|mut pk| {
+            pk.pack_all(params, &layout.wc, &layout.bc);
             pk
         });
         Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block, packed })
@@ -310,6 +307,51 @@ impl<'m> Infer<'m> {
             total.change.iter_mut().zip(&s.change).for_each(|(t, v)| *t += v);
         }
         Some(total)
+    }
+}
+
+/// The traces of a few examples: what Figure 2's per-sample maps show.
+pub struct Trace {
+    /// [examples, layers, width]: T of every highway layer
+    pub gates: Vec<f32>,
+    /// [examples, layers + 1, width]: every block's output (the first is the plain layer's)
+    pub blocks: Vec<f32>,
+    /// [examples]: the predicted classes
+    pub predictions: Vec<u32>,
+}
+
+impl Infer<'_> {
+    /// Traces `x`'s rows (as [`Self::evaluate`]'s) with `lesion` closed, on this thread.
+    pub fn trace(&self, x: &Tensor, lesion: Option<usize>) -> Trace {
+        let (lay, p) = (&self.layout, self.params);
+        let (w, l, c) = (lay.width, lay.layers(), lay.classes);
+        let k = x.size()[0] as usize;
+        let mut trace = Trace { gates: vec![0.0; k * l * w], blocks: vec![0.0; k * (l + 1) * w], predictions: Vec::with_capacity(k) };
+        let mut buf = self.rows(l + 1);
+        let stride = self.block * w;
+        with_input(x, |input| {
+            for r in (0..k).step_by(self.block) {
+                let r = r..(r + self.block).min(k);
+                self.forward(&mut buf, input.rows(r.clone(), lay.input), lesion, true, &mut |i, ht, _, _| {
+                    for (e, ht) in r.clone().zip(ht.chunks_exact(2 * w)) {
+                        trace.gates[(e * l + i) * w..][..w].copy_from_slice(&ht[w..]);
+                    }
+                });
+                for (j, state) in buf.states.chunks_exact(stride).enumerate() {
+                    for (e, y) in r.clone().zip(state.chunks_exact(w)) {
+                        trace.blocks[(e * (l + 1) + j) * w..][..w].copy_from_slice(y);
+                    }
+                }
+                for logits in buf.logits[..r.len() * c].chunks_exact(c) {
+                    let scores = logits.iter().zip(&p[lay.bo..lay.bo + c]).map(|(v, b)| v + b);
+                    // libtorch's argmax: the first maximum, and NaN wins
+                    let better = |v: f32, m: f32| v > m || (v.is_nan() && !m.is_nan());
+                    let best = scores.enumerate().fold((0, f32::NEG_INFINITY), |m, (j, v)| if better(v, m.1) { (j, v) } else { m });
+                    trace.predictions.push(best.0 as u32);
+                }
+            }
+        });
+        trace
     }
 }
 
