@@ -13,7 +13,7 @@ use super::args::{
 };
 use super::progress::{self, StudyBars, TrainBars};
 use crate::data;
-use crate::model::{file, ForwardOpts};
+use crate::model::{cpu, file, infer, ForwardOpts};
 use crate::recipe::{DeviceChoice, ProbeOpts, TrainConfig};
 use crate::record;
 use crate::report::{AblationReport, Report, RunResult, SweepReport};
@@ -177,7 +177,14 @@ pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let m = session::open_model(&a.model, a.data_dir.as_deref(), a.device)?;
     let set = m.probe_set(ProbeOpts { size: a.probe, samples: a.samples });
     let t = std::time::Instant::now();
-    let rec = m.probe(&set, None);
+    let rec = if infer::runs(&m.model) {
+        // the CPU kernels run their own threads: libtorch's OpenMP workers would spin-wait on
+        // the same cores after each of its ops
+        let _kernels = cpu::Threads::set(a.threads);
+        crate::train::torch_threads(1, || m.probe(&set, None))
+    } else {
+        m.probe(&set, None)
+    };
     let probe_s = t.elapsed().as_secs_f64();
     let mut w = record::Writer::create(&a.out, &rec.header)?;
     for s in rec.snapshots {

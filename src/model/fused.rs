@@ -121,53 +121,77 @@ mod avx2 {
         _mm256_set1_ps(v)
     }
 
-    /// e^x, as [`super::super::pointwise::exp`].
+    /// σ(z) of `N` registers at once, each step over all of them (so their dependency
+    /// chains interleave): e^−z as [`super::super::pointwise::exp`] (clamped to f32's range,
+    /// Cephes' polynomial), then 1 / (1 + e^−z) by `rcp` and one Newton step.
     #[inline(always)]
-    unsafe fn exp(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_max_ps(x, splat(-87.0)), splat(88.0));
-        let n = _mm256_floor_ps(_mm256_fmadd_ps(x, splat(std::f32::consts::LOG2_E), splat(0.5)));
-        let r = _mm256_fnmadd_ps(n, splat(-2.121_944_4e-4), _mm256_fnmadd_ps(n, splat(0.693_359_4), x));
-        let mut p = splat(1.987_569_1e-4);
-        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
-            p = _mm256_fmadd_ps(p, r, splat(c));
+    unsafe fn sigmoid<const N: usize>(z: [__m256; N]) -> [__m256; N] {
+        let mut x = z;
+        for v in &mut x {
+            *v = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), *v), splat(-87.0)), splat(88.0));
         }
-        let p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), splat(1.0));
-        let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
-        _mm256_mul_ps(p, two_n)
-    }
-
-    /// 1 / d: `rcp` and one Newton step.
-    #[inline(always)]
-    unsafe fn recip(d: __m256) -> __m256 {
-        let r = _mm256_rcp_ps(d);
-        _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, splat(2.0)))
-    }
-
-    #[inline(always)]
-    unsafe fn sigmoid(z: __m256) -> __m256 {
-        recip(_mm256_add_ps(splat(1.0), exp(_mm256_sub_ps(_mm256_setzero_ps(), z))))
+        // e^x = 2^n · e^r with n = round(x / ln 2) and |r| ≤ ln 2 / 2
+        let mut n = x;
+        for v in &mut n {
+            *v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(*v, splat(std::f32::consts::LOG2_E)));
+        }
+        let mut r = x;
+        for (r, &n) in r.iter_mut().zip(&n) {
+            *r = _mm256_fnmadd_ps(n, splat(-2.121_944_4e-4), _mm256_fnmadd_ps(n, splat(0.693_359_4), *r));
+        }
+        let mut p = [splat(1.987_569_1e-4); N];
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            for (p, &r) in p.iter_mut().zip(&r) {
+                *p = _mm256_fmadd_ps(*p, r, splat(c));
+            }
+        }
+        let mut out = p;
+        for i in 0..N {
+            let e = _mm256_add_ps(_mm256_fmadd_ps(p[i], _mm256_mul_ps(r[i], r[i]), r[i]), splat(1.0));
+            let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n[i]), _mm256_set1_epi32(127))));
+            let d = _mm256_fmadd_ps(e, two_n, splat(1.0)); // 1 + e^x
+            let q = _mm256_rcp_ps(d);
+            out[i] = _mm256_mul_ps(q, _mm256_fnmadd_ps(d, q, splat(2.0)));
+        }
+        out
     }
 
     /// H's activation.
     pub trait Act {
-        unsafe fn act(z: __m256) -> __m256;
+        /// Whether it is tanh (2·σ(2z) − 1, through [`sigmoid`]); else relu.
+        const TANH: bool;
     }
 
     pub struct Tanh;
     pub struct Relu;
 
     impl Act for Tanh {
-        #[inline(always)]
-        unsafe fn act(z: __m256) -> __m256 {
-            let s = recip(_mm256_add_ps(splat(1.0), exp(_mm256_mul_ps(z, splat(-2.0)))));
-            _mm256_fmsub_ps(s, splat(2.0), splat(1.0))
-        }
+        const TANH: bool = true;
     }
 
     impl Act for Relu {
-        #[inline(always)]
-        unsafe fn act(z: __m256) -> __m256 {
-            _mm256_max_ps(z, _mm256_setzero_ps())
+        const TANH: bool = false;
+    }
+
+    /// H = act(z_H) and T = σ(z_T) of a tile's rows, in place, four registers at a time.
+    #[inline(always)]
+    unsafe fn activate<A: Act, const R: usize>(h: &mut [__m256; R], t: &mut [__m256; R]) {
+        // every register that goes through σ: 2·z_H (for tanh), then z_T
+        let mut z = [_mm256_setzero_ps(); 2 * TILE];
+        let tanh = if A::TANH { R } else { 0 };
+        for r in 0..R {
+            if A::TANH {
+                z[r] = _mm256_add_ps(h[r], h[r]);
+            }
+            z[tanh + r] = t[r];
+        }
+        for c in (0..tanh + R).step_by(4) {
+            let s = sigmoid([z[c], z[c + 1], z[c + 2], z[c + 3]]);
+            z[c..c + 4].copy_from_slice(&s);
+        }
+        for r in 0..R {
+            h[r] = if A::TANH { _mm256_fmsub_ps(z[r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(h[r], _mm256_setzero_ps()) };
+            t[r] = z[tanh + r];
         }
     }
 
@@ -222,9 +246,10 @@ mod avx2 {
             }
             let col = j * UNITS;
             let left = w - col;
+            activate::<A, R>(&mut h, &mut t);
             if left >= UNITS {
                 for r in 0..R {
-                    let (hv, tv) = (A::act(h[r]), sigmoid(t[r]));
+                    let (hv, tv) = (h[r], t[r]);
                     let xv = _mm256_loadu_ps(x.add(r * w + col));
                     _mm256_storeu_ps(y.add(r * w + col), _mm256_fmadd_ps(tv, _mm256_sub_ps(hv, xv), xv));
                     if !ht.is_null() {
@@ -236,7 +261,7 @@ mod avx2 {
                 // lanes past the row's end are neither read nor written
                 let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
                 for r in 0..R {
-                    let (hv, tv) = (A::act(h[r]), sigmoid(t[r]));
+                    let (hv, tv) = (h[r], t[r]);
                     let xv = _mm256_maskload_ps(x.add(r * w + col), m);
                     _mm256_maskstore_ps(y.add(r * w + col), m, _mm256_fmadd_ps(tv, _mm256_sub_ps(hv, xv), xv));
                     if !ht.is_null() {

@@ -67,15 +67,21 @@ pub struct Infer<'m> {
 
 impl<'m> Infer<'m> {
     /// The CPU inference of `model` on `threads` threads, if it can run it (as
-    /// [`Step::new`](super::cpu::Step::new)).
+    /// [`Step::new`](super::cpu::Step::new)), through the fused kernel where the CPU has it.
     pub fn new(model: &'m Model, threads: usize) -> Option<Infer<'m>> {
+        Self::with_kernel(model, threads, true)
+    }
+
+    /// [`Self::new`], with the fused kernel or without it (the training step's product and
+    /// pointwise pass: what a CPU without AVX2 runs; tests and benchmarks compare the two).
+    pub fn with_kernel(model: &'m Model, threads: usize, fused: bool) -> Option<Infer<'m>> {
         let layout = Layout::of(model)?;
         // SAFETY: a contiguous f32 CPU tensor of `len` elements (`Layout::of`), borrowed with
         // the model
         let params = unsafe { slice_of::<f32>(&model.flat, layout.len) };
         let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
         let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
-        let packed = Packed::new(layout.width, layout.layers()).map(|mut pk| {
+        let packed = Packed::new(layout.width, layout.layers()).filter(|_| fused).map(|mut pk| {
             pk.pack_all(params, &layout.wc, &layout.bc);
             pk
         });
@@ -376,6 +382,11 @@ fn with_input<R>(x: &Tensor, f: impl FnOnce(Input) -> R) -> R {
         // SAFETY: as above
         f(Input::Features(unsafe { slice_of::<f32>(&t, n) }))
     }
+}
+
+/// Whether [`Infer`] runs `model` (a highway MLP with contiguous f32 parameters on the CPU).
+pub fn runs(model: &Model) -> bool {
+    Layout::of(model).is_some()
 }
 
 /// Summed loss and correct predictions of logits ([rows, classes], before the bias `bo`).

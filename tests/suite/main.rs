@@ -9,6 +9,7 @@ mod cli;
 mod data;
 mod hostile;
 mod import;
+mod infer;
 mod lesion;
 mod model;
 mod probe;
