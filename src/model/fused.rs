@@ -22,10 +22,21 @@ const UNITS: usize = 8;
 
 /// Every highway layer's weights, packed for the kernel: per layer, per block of 8 units,
 /// `[width + 1][16]`: row 0 the biases (H's 8, then T's 8), row k + 1 the weights of input k.
-/// Units past the width are zero.
+/// When the last block would hold 4 units or fewer, it is a narrow block, `[width + 1][8]`
+/// (H's 4, then T's 4), and takes half the products (a width of 50 is 6 blocks and a narrow
+/// one). Units past the width are zero.
 pub struct Packed {
     width: usize,
     data: Vec<f32>,
+}
+
+/// Blocks of 8 units, and whether a narrow block of ≤ 4 units follows them.
+fn blocks(width: usize) -> (usize, bool) {
+    match width % UNITS {
+        0 => (width / UNITS, false),
+        left if left <= UNITS / 2 => (width / UNITS, true),
+        _ => (width / UNITS + 1, false),
+    }
 }
 
 impl Packed {
@@ -34,12 +45,14 @@ impl Packed {
         if !available() {
             return None;
         }
-        let per_layer = blocks(width) * (width + 1) * 2 * UNITS;
-        Some(Packed { width, data: vec![0.0; per_layer * layers] })
+        let mut packed = Packed { width, data: Vec::new() };
+        packed.data = vec![0.0; packed.per_layer() * layers];
+        Some(packed)
     }
 
     fn per_layer(&self) -> usize {
-        blocks(self.width) * (self.width + 1) * 2 * UNITS
+        let (full, narrow) = blocks(self.width);
+        (full * 2 * UNITS + usize::from(narrow) * UNITS) * (self.width + 1)
     }
 
     /// Packs every layer from the flat parameters `p`: layer i's weights at `wc[i]`
@@ -55,21 +68,21 @@ impl Packed {
     /// `b` ([2·width]).
     pub fn pack(&mut self, i: usize, w: &[f32], b: &[f32]) {
         let (n, per) = (self.width, self.per_layer());
-        let out = &mut self.data[i * per..(i + 1) * per];
-        for (j, block) in out.chunks_exact_mut((n + 1) * 2 * UNITS).enumerate() {
-            let units = j * UNITS..((j + 1) * UNITS).min(n);
-            let (rows, bias) = (block.chunks_exact_mut(2 * UNITS), [&b[units.clone()], &b[n + units.start..n + units.end]]);
-            for (k, row) in rows.enumerate() {
-                let (h, t) = row.split_at_mut(UNITS);
-                for (half, (dst, first)) in [(h, 0), (t, n)].into_iter().enumerate() {
-                    for (u, d) in dst.iter_mut().enumerate() {
-                        let unit = units.start + u;
-                        *d = match k {
-                            _ if unit >= n => 0.0,
-                            0 => bias[half][u],
-                            _ => w[(first + unit) * n + k - 1],
-                        };
-                    }
+        let (full, narrow) = blocks(n);
+        let mut out = &mut self.data[i * per..(i + 1) * per];
+        // (first unit, units) of each block
+        let starts = (0..full).map(|j| (j * UNITS, UNITS)).chain(narrow.then_some((full * UNITS, UNITS / 2)));
+        for (start, g) in starts {
+            let (block, rest) = std::mem::take(&mut out).split_at_mut((n + 1) * 2 * g);
+            out = rest;
+            for (k, row) in block.chunks_exact_mut(2 * g).enumerate() {
+                for (lane, d) in row.iter_mut().enumerate() {
+                    let (first, unit) = if lane < g { (0, start + lane) } else { (n, start + lane - g) };
+                    *d = match k {
+                        _ if unit >= n => 0.0,
+                        0 => b[first + unit],
+                        _ => w[(first + unit) * n + k - 1],
+                    };
                 }
             }
         }
@@ -92,10 +105,6 @@ impl Packed {
             }
         }
     }
-}
-
-fn blocks(width: usize) -> usize {
-    width.div_ceil(UNITS)
 }
 
 /// Whether this CPU runs the kernel.
@@ -228,7 +237,11 @@ mod avx2 {
     #[inline(always)]
     unsafe fn tile<A: Act, const R: usize>(pk: *const f32, x: *const f32, y: *mut f32, ht: *mut f32, w: usize) {
         let per_block = (w + 1) * 2 * UNITS;
-        for j in 0..w.div_ceil(UNITS) {
+        let (full, narrow) = super::blocks(w);
+        if narrow {
+            narrow_tile::<A, R>(pk.add(full * per_block), x, y, ht, w, full * UNITS);
+        }
+        for j in 0..full {
             let b = pk.add(j * per_block);
             let (mut h, mut t) = ([_mm256_loadu_ps(b); R], [_mm256_loadu_ps(b.add(UNITS)); R]);
             let mut wk = b.add(2 * UNITS);
@@ -272,6 +285,42 @@ mod avx2 {
             }
         }
     }
+
+    /// The narrow block (units `col..w`, at most 4) of `R` rows: one register a row holds
+    /// H's sums in its low 4 lanes and T's in its high 4.
+    #[inline(always)]
+    unsafe fn narrow_tile<A: Act, const R: usize>(b: *const f32, x: *const f32, y: *mut f32, ht: *mut f32, w: usize, col: usize) {
+        let mut acc = [_mm256_loadu_ps(b); R];
+        let (mut wk, mut xk, end) = (b.add(UNITS), x, x.add(w));
+        while xk < end {
+            let wv = _mm256_loadu_ps(wk);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*xk.add(r * w)), wv, *acc);
+            }
+            wk = wk.add(UNITS);
+            xk = xk.add(1);
+        }
+        // σ of 2·z_H (tanh) or of nothing useful (relu) in the low lanes, of z_T in the high
+        let mut z = [_mm256_setzero_ps(); 8];
+        for r in 0..R {
+            z[r] = if A::TANH { _mm256_blend_ps::<0xF0>(_mm256_add_ps(acc[r], acc[r]), acc[r]) } else { acc[r] };
+        }
+        for c in (0..R).step_by(4) {
+            let s = sigmoid([z[c], z[c + 1], z[c + 2], z[c + 3]]);
+            z[c..c + 4].copy_from_slice(&s);
+        }
+        let m = _mm_cmpgt_epi32(_mm_set1_epi32((w - col) as i32), _mm_setr_epi32(0, 1, 2, 3));
+        for r in 0..R {
+            let hv = if A::TANH { _mm256_fmsub_ps(z[r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(acc[r], _mm256_setzero_ps()) };
+            let (h, t) = (_mm256_castps256_ps128(hv), _mm256_extractf128_ps::<1>(z[r]));
+            let xv = _mm_maskload_ps(x.add(r * w + col), m);
+            _mm_maskstore_ps(y.add(r * w + col), m, _mm_fmadd_ps(t, _mm_sub_ps(h, xv), xv));
+            if !ht.is_null() {
+                _mm_maskstore_ps(ht.add(r * 2 * w + col), m, h);
+                _mm_maskstore_ps(ht.add(r * 2 * w + w + col), m, t);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,7 +348,7 @@ mod tests {
             eprintln!("no AVX2 + FMA: nothing to check");
             return;
         }
-        for &(w, rows) in &[(50, 13), (16, 6), (7, 5), (33, 20), (8, 1), (64, 12)] {
+        for &(w, rows) in &[(50, 13), (16, 6), (7, 5), (33, 20), (8, 1), (64, 12), (12, 7), (3, 2), (45, 11)] {
             for a in [Activation::Tanh, Activation::Relu] {
                 let (wt, b, x) = (values(2 * w * w, 1, 0.5), values(2 * w, 2, 2.0), values(rows * w, 3, 1.5));
                 let mut packed = Packed::new(w, 2).expect("available");
