@@ -167,6 +167,10 @@ pub struct RecordingCost {
     pub recording_samples_per_s: f64,
     /// (plain − recording) / plain, in percent.
     pub overhead_percent: f64,
+    /// Inside the recorded runs (the least of the rounds): the seconds spent taking and writing
+    /// snapshots over the seconds spent training, in percent. The same cost measured within one
+    /// run, so immune to the machine's drift between runs.
+    pub snapshot_percent: f64,
     pub snapshots: usize,
     pub file_bytes: u64,
 }
@@ -190,7 +194,7 @@ pub fn recording_cost(
 
     let samples = |o: &crate::train::Outcome| (o.card.metrics.as_ref().map_or(0, |m| m.steps) * cfg.batch_size) as f64;
     // alternate the two, best of `rounds` each, so that machine noise hits both alike
-    let (mut p, mut r, mut snapshots, mut file_bytes) = (0f64, 0f64, 0, 0);
+    let (mut p, mut r, mut snapshots, mut file_bytes, mut share) = (0f64, 0f64, 0, 0, f64::INFINITY);
     for round in 0..rounds.max(1) {
         tick(Tick::Message(&format!("round {}: training without recording", round + 1)));
         let t = Instant::now();
@@ -201,7 +205,9 @@ pub fn recording_cost(
         let t = Instant::now();
         let capture = CaptureOpts { record: Some(path.clone()), every: Some(every), probe, ..Default::default() };
         let run = session::train_recorded(&cfg, &data, capture, "bench", &stop, &mut ())?;
-        r = r.max(samples(&run.outcome) / t.elapsed().as_secs_f64());
+        let seconds = t.elapsed().as_secs_f64();
+        r = r.max(samples(&run.outcome) / seconds);
+        share = share.min(run.probe_seconds / (seconds - run.probe_seconds));
         snapshots = run.snapshots;
         file_bytes = std::fs::metadata(&path)?.len();
     }
@@ -214,6 +220,7 @@ pub fn recording_cost(
         plain_samples_per_s: p,
         recording_samples_per_s: r,
         overhead_percent: 100.0 * (p - r) / p,
+        snapshot_percent: 100.0 * share,
         snapshots,
         file_bytes,
     })

@@ -389,6 +389,7 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
             "recording ({} epochs, every {}, probe {} + {} samples): {:.0} samples/s without, {:.0} with: {:.1} % overhead; {} snapshots, {} bytes",
             c.epochs, c.cadence, c.probe_examples, c.samples, c.plain_samples_per_s, c.recording_samples_per_s, c.overhead_percent, c.snapshots, c.file_bytes
         );
+        println!("  inside the recorded run: snapshots took {:.1} % of the training time", c.snapshot_percent);
     }
     Ok(ExitCode::SUCCESS)
 }
