@@ -67,13 +67,14 @@ pub struct Infer<'m> {
 
 impl<'m> Infer<'m> {
     /// The CPU inference of `model` on `threads` threads, if it can run it (as
-    /// [`Step::new`](super::cpu::Step::new)), through the fused kernel where the CPU has it.
+    /// [`Step::new`](super::cpu::Step::new)), through the fused kernel where the CPU prefers
+    /// it ([`fused::preferred`](super::fused::preferred)).
     pub fn new(model: &'m Model, threads: usize) -> Option<Infer<'m>> {
-        Self::with_kernel(model, threads, true)
+        Self::with_kernel(model, threads, super::fused::preferred())
     }
 
-    /// [`Self::new`], with the fused kernel or without it (the training step's product and
-    /// pointwise pass: what a CPU without AVX2 runs; tests and benchmarks compare the two).
+    /// [`Self::new`], with the fused kernel (where the CPU runs it: AVX2 + FMA) or without it
+    /// (the training step's product and pointwise pass); tests and benchmarks compare the two.
     pub fn with_kernel(model: &'m Model, threads: usize, fused: bool) -> Option<Infer<'m>> {
         let layout = Layout::of(model)?;
         // SAFETY: a contiguous f32 CPU tensor of `len` elements (`Layout::of`), borrowed with
