@@ -5,12 +5,13 @@
 //! ([rows, 2·width]) and then a pointwise pass over it. Here, a tile of [`TILE`] rows and one
 //! block of 8 units keep their H and T sums in 12 registers through the product, and leave as
 //! `y = x + T·(H − x)`; the weights are packed once per layer so that the product reads them
-//! in order, H's 8 beside T's 8 (see [`Packed`]). H | T is still written when asked
-//! (training keeps it for the backward; probes sum T).
+//! in order, H's 8 beside T's 8 (see [`Packed`]). H | T is still written when asked (probes
+//! sum T, traces show it).
 //!
-//! The maths and the rounding of `exp` are [`super::pointwise`]'s; the divisions of sigmoid
-//! and tanh use `rcp` and one Newton step (within 2 ulp of f32). Used when the CPU has AVX2
-//! and FMA ([`Packed::new`] says None otherwise).
+//! `exp` is [`super::pointwise`]'s (Cephes' polynomial); tanh is 2·σ(2z) − 1, and the
+//! division of σ is `rcp` and one Newton step (within 2 ulp of f32). Runs where the CPU has
+//! AVX2 and FMA ([`Packed::new`] says None otherwise). Inference only: in the training step
+//! (shards of 64 rows, weights repacked every step) it measured no faster than `gemm`.
 
 use super::Activation;
 
@@ -98,12 +99,15 @@ impl Packed {
         let ht = ht.map_or(std::ptr::null_mut(), |h| h.as_mut_ptr());
         // SAFETY: `available()` held when `self` was made; every pointer below is in bounds of
         // the slices asserted above (rows × width, rows × 2·width, the layer's packing).
+        #[cfg(target_arch = "x86_64")]
         unsafe {
             match a {
                 Activation::Tanh => avx2::layer::<avx2::Tanh>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w),
                 Activation::Relu => avx2::layer::<avx2::Relu>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w),
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no kernel is packed without AVX2 ({pk:p}, {ht:p}, {a:?})");
     }
 }
 
