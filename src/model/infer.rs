@@ -48,6 +48,8 @@ struct Rows {
     logits: Vec<f32>,
     /// [block, input]: a block of pixels scaled to [0, 1]
     scaled: Vec<f32>,
+    /// 2 × [block, width]: a lesion pass's replays ping-pong here (empty otherwise)
+    replay: Vec<f32>,
 }
 
 /// What a layer hands to a pass's `visit`: its 0-based index, its H | T ([rows, 2·width];
@@ -97,6 +99,7 @@ impl<'m> Infer<'m> {
             ht: vec![0.0; b * 2 * lay.width],
             logits: vec![0.0; b * lay.classes],
             scaled: Vec::new(),
+            replay: if slots > 2 { vec![0.0; 2 * b * lay.width] } else { Vec::new() },
         }
     }
 
@@ -151,40 +154,48 @@ impl<'m> Infer<'m> {
         matmul(&mut buf.logits[..r * c], (r, c, w), false, rows(&buf.states[last * stride..last * stride + n], w), tr(&p[lay.wo..], w));
     }
 
-    /// Runs `work(acc, buffers, rows)` on blocks of the `n` rows, on the threads, each thread
-    /// folding into its own accumulator; buffers keep `slots` states. `tick(rows done)` is
+    /// Runs `work(buffers, rows)` on blocks of the `n` rows, on the threads, each thread taking
+    /// the next block left (so a thread slowed by other work, such as the viewer's frames,
+    /// takes fewer); buffers keep `slots` states. Returns the blocks' results in block order,
+    /// so that what is summed from them does not depend on the threads. `tick(rows done)` is
     /// called on this thread; when it returns false the pass stops and returns None.
-    fn blocks<A: Send>(
+    fn blocks<R: Send>(
         &self,
         (n, slots): (usize, usize),
-        init: impl Fn() -> A + Sync,
-        work: impl Fn(&mut A, &mut Rows, Range<usize>) + Sync,
+        work: impl Fn(&mut Rows, Range<usize>) -> R + Sync,
         tick: &mut dyn FnMut(usize) -> bool,
-    ) -> Option<Vec<A>> {
+    ) -> Option<Vec<R>> {
         let count = n.div_ceil(self.block);
-        let (done, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let (next, done, stop) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
         let threads = self.threads.min(count).max(1);
-        let run = |t: usize, tick: &mut dyn FnMut(usize) -> bool| {
-            let (mut acc, mut buf) = (init(), self.rows(slots));
-            for b in (t..count).step_by(threads) {
-                if stop.load(Ordering::Relaxed) {
+        let run = |tick: &mut dyn FnMut(usize) -> bool| {
+            let (mut buf, mut out) = (self.rows(slots), Vec::new());
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= count || stop.load(Ordering::Relaxed) {
                     break;
                 }
-                work(&mut acc, &mut buf, b * self.block..((b + 1) * self.block).min(n));
+                out.push((b, work(&mut buf, b * self.block..((b + 1) * self.block).min(n))));
                 let d = (done.fetch_add(1, Ordering::Relaxed) + 1) * self.block;
                 if !tick(d.min(n)) {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
-            acc
+            out
         };
-        let accs = std::thread::scope(|s| {
-            let others: Vec<_> = (1..threads).map(|t| s.spawn(move || run(t, &mut |_| true))).collect();
-            let mut accs = vec![run(0, tick)];
-            accs.extend(others.into_iter().map(|h| h.join().expect("an inference thread panicked")));
-            accs
+        let mut results = std::thread::scope(|s| {
+            let others: Vec<_> = (1..threads).map(|_| s.spawn(|| run(&mut |_| true))).collect();
+            let mut results = run(tick);
+            for h in others {
+                results.extend(h.join().expect("an inference thread panicked"));
+            }
+            results
         });
-        (!stop.load(Ordering::Relaxed)).then_some(accs)
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        results.sort_unstable_by_key(|&(b, _)| b);
+        Some(results.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Mean loss and accuracy on `x` ([n, input_dim]: f32 features, or u8 pixels that are
@@ -194,19 +205,17 @@ impl<'m> Infer<'m> {
         let (yt, n) = host::<i64>(y);
         // SAFETY: a contiguous CPU tensor of this length, alive for the pass
         let ys = unsafe { slice_of::<i64>(&yt, n) };
-        let accs = with_input(x, |input| {
+        let scores = with_input(x, |input| {
             self.blocks(
                 (n, 2),
-                || (0f64, 0f64),
-                |acc, buf, r| {
+                |buf, r| {
                     self.forward(buf, input.rows(r.clone(), lay.input), lesion, false, &mut |_, _, _, _| {});
-                    let (loss, correct) = score(&mut buf.logits[..r.len() * lay.classes], &p[lay.bo..lay.bo + lay.classes], &ys[r]);
-                    *acc = (acc.0 + loss, acc.1 + correct);
+                    score(&mut buf.logits[..r.len() * lay.classes], &p[lay.bo..lay.bo + lay.classes], &ys[r])
                 },
                 &mut |_| true,
             )
         });
-        let (loss, correct) = accs.expect("never cancelled").into_iter().fold((0.0, 0.0), |s, a| (s.0 + a.0, s.1 + a.1));
+        let (loss, correct) = scores.expect("never cancelled").into_iter().fold((0.0, 0.0), |s, a| (s.0 + a.0, s.1 + a.1));
         (loss / n.max(1) as f64, correct / n.max(1) as f64)
     }
 
@@ -219,28 +228,23 @@ impl<'m> Infer<'m> {
         // SAFETY: a contiguous CPU tensor of this length, alive for the pass
         let ys = unsafe { slice_of::<i64>(&yt, n) };
         let (w, l, stride) = (lay.width, lay.layers(), self.block * lay.width);
-        let init = || (vec![(0f64, 0f64); l + 1], vec![0f32; 2 * stride]);
-        let accs = with_input(x, |input| {
+        let blocks = with_input(x, |input| {
             self.blocks(
                 (n, l + 1),
-                init,
-                |(sums, pair), buf, r| {
+                |buf, r| {
                     let (bo, labels, c) = (&p[lay.bo..lay.bo + lay.classes], &ys[r.clone()], lay.classes);
                     self.forward(buf, input.rows(r.clone(), lay.input), None, false, &mut |_, _, _, _| {});
                     let m = r.len() * w;
-                    let mut add = |row: usize, logits: &mut [f32]| {
-                        let (loss, correct) = score(logits, bo, labels);
-                        sums[row] = (sums[row].0 + loss, sums[row].1 + correct);
-                    };
-                    add(0, &mut buf.logits[..r.len() * c]);
+                    let mut sums = vec![score(&mut buf.logits[..r.len() * c], bo, labels)];
                     for lesion in 1..=l {
                         // the input of layer `lesion` is what layer lesion + 1 gets
-                        let (q, next) = pair.split_at_mut(stride);
+                        let (q, next) = buf.replay.split_at_mut(stride);
                         q[..m].copy_from_slice(&buf.states[(lesion - 1) * stride..(lesion - 1) * stride + m]);
                         let out = self.replay(&mut buf.ht[..2 * m], &mut q[..m], &mut next[..m], lesion);
                         matmul(&mut buf.logits[..r.len() * c], (r.len(), c, w), false, rows(out, w), tr(&p[lay.wo..], w));
-                        add(lesion, &mut buf.logits[..r.len() * c]);
+                        sums.push(score(&mut buf.logits[..r.len() * c], bo, labels));
                     }
+                    sums
                 },
                 &mut |d| {
                     tick(d);
@@ -249,7 +253,7 @@ impl<'m> Infer<'m> {
             )
         });
         let mut total = vec![(0f64, 0f64); l + 1];
-        for (sums, _) in accs.expect("never cancelled") {
+        for sums in blocks.expect("never cancelled") {
             for (t, s) in total.iter_mut().zip(sums) {
                 *t = (t.0 + s.0, t.1 + s.1);
             }
@@ -290,25 +294,25 @@ impl<'m> Infer<'m> {
         // SAFETY: a contiguous CPU tensor of this length, alive for the pass
         let ys = unsafe { slice_of::<i64>(&yt, n) };
         let (w, l) = (lay.width, lay.layers());
-        let init = || ProbeSums { class_sum: vec![0.0; l * classes * w], open: vec![0.0; l], change: vec![0.0; l + 1] };
-        let accs = with_input(x, |input| {
+        let empty = || ProbeSums { class_sum: vec![0.0; l * classes * w], open: vec![0.0; l], change: vec![0.0; l + 1] };
+        let blocks = with_input(x, |input| {
             self.blocks(
                 (n, 2),
-                init,
-                |acc, buf, r| {
-                    let labels = &ys[r.clone()];
+                |buf, r| {
+                    let (labels, mut sums) = (&ys[r.clone()], empty());
                     self.forward(buf, input.rows(r.clone(), lay.input), lesion, true, &mut |i, ht, xin, y| {
-                        let class_sum = &mut acc.class_sum[i * classes * w..(i + 1) * classes * w];
+                        let class_sum = &mut sums.class_sum[i * classes * w..(i + 1) * classes * w];
                         let (open, change) = pointwise::probe_layer(ht, xin, y, labels, class_sum);
-                        acc.open[i] += open;
-                        acc.change[i + 1] += change;
+                        sums.open[i] += open;
+                        sums.change[i + 1] += change;
                     });
+                    sums
                 },
                 tick,
             )
         })?;
-        let mut total = init();
-        for s in accs {
+        let mut total = empty();
+        for s in blocks {
             total.class_sum.iter_mut().zip(&s.class_sum).for_each(|(t, v)| *t += v);
             total.open.iter_mut().zip(&s.open).for_each(|(t, v)| *t += v);
             total.change.iter_mut().zip(&s.change).for_each(|(t, v)| *t += v);
