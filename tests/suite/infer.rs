@@ -53,6 +53,10 @@ fn the_fused_kernel_and_the_product_path_infer_alike_and_as_libtorch_does() {
         // every lesion at once, the probe's sums and a trace: the two paths agree
         let (lf, lp) = (fused.lesion_sums(&px, &y, &mut |_| {}), plain.lesion_sums(&px, &y, &mut |_| {}));
         assert_eq!(lf.len(), 7);
+        // blocks are summed in their order: the same figures, bit for bit, on any thread count
+        let one = Infer::with_kernel(&m, 1, true).unwrap();
+        assert_eq!(one.lesion_sums(&px, &y, &mut |_| {}), lf, "{act:?}: 1 thread against 2");
+        assert_eq!(one.evaluate(&px, &y, Some(2)), fused.evaluate(&px, &y, Some(2)), "{act:?}: 1 thread against 2");
         for (l, (a, b)) in lf.iter().zip(&lp).enumerate() {
             assert!(close(a.0, b.0, 1e-5) && a.1 == b.1, "{act:?} lesion row {l}: {a:?} vs {b:?}");
         }
