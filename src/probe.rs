@@ -196,10 +196,13 @@ fn samples(model: &Model, infer: Option<&infer::Infer>, probe: &ProbeSet, opts: 
     (gates, to_array(&Tensor::stack(&sf.blocks, 1)), preds)
 }
 
-/// Accuracy on the probe set's test split, with `lesion` closed.
-fn test_accuracy(model: &Model, probe: &ProbeSet, lesion: Option<usize>) -> f64 {
-    let opts = ForwardOpts { trace: false, lesion, ..Default::default() };
-    model.evaluate(&probe.test_x, &probe.test_y, opts).1
+/// Accuracy on the probe set's test split, with `lesion` closed (by the probe pass's `infer`
+/// when there is one: its layers are packed already).
+fn test_accuracy(model: &Model, infer: Option<&infer::Infer>, probe: &ProbeSet, lesion: Option<usize>) -> f64 {
+    match infer {
+        Some(infer) => infer.evaluate(&probe.test_x, &probe.test_y, lesion).1,
+        _ => model.evaluate(&probe.test_x, &probe.test_y, ForwardOpts { trace: false, lesion, ..Default::default() }).1,
+    }
 }
 
 /// [`snapshot`], calling `tick(examples done, total)` after each chunk of the probe set;
@@ -250,7 +253,7 @@ pub fn snapshot_with(
         let (sample_gates, sample_blocks, sample_predictions) = samples(model, infer.as_ref(), probe, opts);
         let test_accuracy = match progress.test_accuracy {
             Some(a) if lesion.is_none() => a,
-            _ => test_accuracy(model, probe, lesion),
+            _ => test_accuracy(model, infer.as_ref(), probe, lesion),
         };
         Some(Snapshot {
             step: progress.step,

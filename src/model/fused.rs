@@ -279,29 +279,36 @@ mod avx2 {
             let col = j * UNITS;
             let left = w - col;
             activate::<A, R>(&mut h, &mut t);
-            if left >= UNITS {
-                for r in 0..R {
-                    let (hv, tv) = (h[r], t[r]);
-                    let xv = _mm256_loadu_ps(x.add(r * w + col));
-                    _mm256_storeu_ps(y.add(r * w + col), _mm256_fmadd_ps(tv, _mm256_sub_ps(hv, xv), xv));
-                    if !ht.is_null() {
-                        _mm256_storeu_ps(ht.add(r * 2 * w + col), hv);
-                        _mm256_storeu_ps(ht.add(r * 2 * w + w + col), tv);
-                    }
-                }
-            } else {
-                // lanes past the row's end are neither read nor written
-                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                for r in 0..R {
-                    let (hv, tv) = (h[r], t[r]);
-                    let xv = _mm256_maskload_ps(x.add(r * w + col), m);
-                    _mm256_maskstore_ps(y.add(r * w + col), m, _mm256_fmadd_ps(tv, _mm256_sub_ps(hv, xv), xv));
-                    if !ht.is_null() {
-                        _mm256_maskstore_ps(ht.add(r * 2 * w + col), m, hv);
-                        _mm256_maskstore_ps(ht.add(r * 2 * w + w + col), m, tv);
-                    }
+            // lanes past the row's end are neither read nor written (masked only where needed:
+            // masked stores are slow)
+            let lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            let m = if left < UNITS { Some(lanes) } else { None };
+            for r in 0..R {
+                let xv = load(x.add(r * w + col), m);
+                store(y.add(r * w + col), _mm256_fmadd_ps(t[r], _mm256_sub_ps(h[r], xv), xv), m);
+                if !ht.is_null() {
+                    store(ht.add(r * 2 * w + col), h[r], m);
+                    store(ht.add(r * 2 * w + w + col), t[r], m);
                 }
             }
+        }
+    }
+
+    /// 8 lanes from `at`, or the lanes of the mask `m`. (Plain functions, not closures, so
+    /// that they inline into the kernel's target features.)
+    #[inline(always)]
+    unsafe fn load(at: *const f32, m: Option<__m256i>) -> __m256 {
+        match m {
+            Some(m) => _mm256_maskload_ps(at, m),
+            None => _mm256_loadu_ps(at),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store(at: *mut f32, v: __m256, m: Option<__m256i>) {
+        match m {
+            Some(m) => _mm256_maskstore_ps(at, m, v),
+            None => _mm256_storeu_ps(at, v),
         }
     }
 
@@ -347,16 +354,9 @@ mod tests {
     use super::*;
     use crate::model::pointwise;
 
+    /// Deterministic values in [−scale, scale].
     fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                ((s % 20_001) as f32 / 10_000.0 - 1.0) * scale
-            })
-            .collect()
+        pointwise::tests::values(n, seed).into_iter().map(|v| v * scale / 6.0).collect()
     }
 
     /// The kernel against a plain product and [`pointwise::highway_forward`], for widths that

@@ -48,7 +48,7 @@ struct Rows {
     logits: Vec<f32>,
     /// [block, input]: a block of pixels scaled to [0, 1]
     scaled: Vec<f32>,
-    /// 2 × [block, width]: a lesion pass's replays ping-pong here (empty otherwise)
+    /// 2 × [block, width]: a lesion pass's replays ping-pong here (sized by that pass)
     replay: Vec<f32>,
 }
 
@@ -99,7 +99,7 @@ impl<'m> Infer<'m> {
             ht: vec![0.0; b * 2 * lay.width],
             logits: vec![0.0; b * lay.classes],
             scaled: Vec::new(),
-            replay: if slots > 2 { vec![0.0; 2 * b * lay.width] } else { Vec::new() },
+            replay: Vec::new(),
         }
     }
 
@@ -199,7 +199,7 @@ impl<'m> Infer<'m> {
     }
 
     /// Mean loss and accuracy on `x` ([n, input_dim]: f32 features, or u8 pixels that are
-    /// scaled to [0, 1]) and `y` ([n]), with `lesion` closed.
+    /// scaled to [0, 1]) and `y` ([n]), with `lesion` closed; NaN for no rows.
     pub fn evaluate(&self, x: &Tensor, y: &Tensor, lesion: Option<usize>) -> (f64, f64) {
         let (lay, p) = (&self.layout, self.params);
         let (yt, n) = host::<i64>(y);
@@ -216,7 +216,7 @@ impl<'m> Infer<'m> {
             )
         });
         let (loss, correct) = scores.expect("never cancelled").into_iter().fold((0.0, 0.0), |s, a| (s.0 + a.0, s.1 + a.1));
-        (loss / n.max(1) as f64, correct / n.max(1) as f64)
+        (loss / n as f64, correct / n as f64) // NaN for no rows, as `Model::evaluate`
     }
 
     /// Loss and correct predictions summed over `x`, `y`: row 0 with no lesion, row l with
@@ -235,6 +235,7 @@ impl<'m> Infer<'m> {
                     let (bo, labels, c) = (&p[lay.bo..lay.bo + lay.classes], &ys[r.clone()], lay.classes);
                     self.forward(buf, input.rows(r.clone(), lay.input), None, false, &mut |_, _, _, _| {});
                     let m = r.len() * w;
+                    buf.replay.resize(2 * stride, 0.0);
                     let mut sums = vec![score(&mut buf.logits[..r.len() * c], bo, labels)];
                     for lesion in 1..=l {
                         // the input of layer `lesion` is what layer lesion + 1 gets

@@ -444,11 +444,11 @@ fn lane_sums(acc: &mut [f32; LANES], a: &[f32], b: &[f32], f: impl Fn(f32, f32) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Deterministic values in [−6, 6].
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    pub(in crate::model) fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..n)
             .map(|_| {
