@@ -8,8 +8,9 @@
 //! in order, H's 8 beside T's 8 (see [`Packed`]). H | T is still written when asked (probes
 //! sum T, traces show it).
 //!
-//! `exp` is [`super::pointwise`]'s (Cephes' polynomial); tanh is 2·σ(2z) − 1, and the
-//! division of σ is `rcp` and one Newton step (within 2 ulp of f32). Runs where the CPU has
+//! `exp` is [`super::pointwise`]'s (Cephes' polynomial); tanh is 2·σ(2z) − 1, and σ's
+//! division is a true division (its own unit, off the FMA ports the product needs; `rcp` and a
+//! Newton step measured no faster and are 2 ulp off). Runs where the CPU has
 //! AVX2 and FMA ([`Packed::new`] says None otherwise). Inference only: in the training step
 //! (shards of 64 rows, weights repacked every step) it measured no faster than `gemm`.
 
@@ -151,7 +152,7 @@ mod avx2 {
 
     /// σ(z) of `N` registers at once, each step over all of them (so their dependency
     /// chains interleave): e^−z as [`super::super::pointwise::exp`] (clamped to f32's range,
-    /// Cephes' polynomial), then 1 / (1 + e^−z) by `rcp` and one Newton step.
+    /// Cephes' polynomial), then 1 / (1 + e^−z).
     #[inline(always)]
     unsafe fn sigmoid<const N: usize>(z: [__m256; N]) -> [__m256; N] {
         let mut x = z;
@@ -178,8 +179,7 @@ mod avx2 {
             let e = _mm256_add_ps(_mm256_fmadd_ps(p[i], _mm256_mul_ps(r[i], r[i]), r[i]), splat(1.0));
             let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n[i]), _mm256_set1_epi32(127))));
             let d = _mm256_fmadd_ps(e, two_n, splat(1.0)); // 1 + e^x
-            let q = _mm256_rcp_ps(d);
-            out[i] = _mm256_mul_ps(q, _mm256_fnmadd_ps(d, q, splat(2.0)));
+            out[i] = _mm256_div_ps(splat(1.0), d);
         }
         out
     }
@@ -201,25 +201,28 @@ mod avx2 {
         const TANH: bool = false;
     }
 
-    /// H = act(z_H) and T = σ(z_T) of a tile's rows, in place, four registers at a time.
+    /// H = act(z_H) and T = σ(z_T) of a tile's rows, in place. Every register's σ goes at once:
+    /// a σ is a chain of about 20 dependent steps, and the 12 chains of a tile interleave (1.05×
+    /// over four at a time, measured).
     #[inline(always)]
     unsafe fn activate<A: Act, const R: usize>(h: &mut [__m256; R], t: &mut [__m256; R]) {
-        // every register that goes through σ: 2·z_H (for tanh), then z_T
+        // every register that goes through σ: z_T, then 2·z_H (for tanh)
         let mut z = [_mm256_setzero_ps(); 2 * TILE];
-        let tanh = if A::TANH { R } else { 0 };
         for r in 0..R {
+            z[r] = t[r];
             if A::TANH {
-                z[r] = _mm256_add_ps(h[r], h[r]);
+                z[TILE + r] = _mm256_add_ps(h[r], h[r]);
             }
-            z[tanh + r] = t[r];
         }
-        for c in (0..tanh + R).step_by(4) {
-            let s = sigmoid([z[c], z[c + 1], z[c + 2], z[c + 3]]);
-            z[c..c + 4].copy_from_slice(&s);
+        if A::TANH {
+            z = sigmoid(z);
+        } else {
+            let s = sigmoid::<TILE>(z[..TILE].try_into().expect("TILE registers"));
+            z[..TILE].copy_from_slice(&s);
         }
         for r in 0..R {
-            h[r] = if A::TANH { _mm256_fmsub_ps(z[r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(h[r], _mm256_setzero_ps()) };
-            t[r] = z[tanh + r];
+            h[r] = if A::TANH { _mm256_fmsub_ps(z[TILE + r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(h[r], _mm256_setzero_ps()) };
+            t[r] = z[r];
         }
     }
 
@@ -331,10 +334,7 @@ mod avx2 {
         for r in 0..R {
             z[r] = if A::TANH { _mm256_blend_ps::<0xF0>(_mm256_add_ps(acc[r], acc[r]), acc[r]) } else { acc[r] };
         }
-        for c in (0..R).step_by(4) {
-            let s = sigmoid([z[c], z[c + 1], z[c + 2], z[c + 3]]);
-            z[c..c + 4].copy_from_slice(&s);
-        }
+        let z = sigmoid(z);
         let m = _mm_cmpgt_epi32(_mm_set1_epi32((w - col) as i32), _mm_setr_epi32(0, 1, 2, 3));
         for r in 0..R {
             let hv = if A::TANH { _mm256_fmsub_ps(z[r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(acc[r], _mm256_setzero_ps()) };
