@@ -3,6 +3,8 @@
 //! its fast path and by autograd side by side; optionally the project's PyTorch references
 //! (`benches/pytorch/`) run as subprocesses, alternating with ours round by round.
 
+pub mod peak;
+
 use std::time::Instant;
 
 use serde::Serialize;
@@ -146,6 +148,10 @@ pub struct BenchReport {
     pub flop_per_sample: Option<f64>,
     /// What ours does of it per second, in GFLOP/s.
     pub gflop_per_s: Option<f64>,
+    /// This machine's FMA peak on the same threads, measured ([`peak::measure`]).
+    pub peak: Option<peak::Peak>,
+    /// Ours as a share of that peak, in percent.
+    pub percent_of_peak: Option<f64>,
     /// A fixed reference throughput (`--reference N`) and ours over it.
     pub reference_samples_per_s: Option<f64>,
     pub fast_over_reference: Option<f64>,
@@ -294,6 +300,9 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
     };
     let ours = fast;
     let flop = args.net.config(args.batch_size).arch(&data).training_flop_per_sample().map(|f| f as f64);
+    tick(Tick::Message("this machine's FMA peak"));
+    let peak = peak::measure(args.threads);
+    let gflop_per_s = flop.map(|f| ours * f / 1e9);
     let fixed = match args.reference {
         Some(Reference::Fixed(r)) => Some(r),
         _ => None,
@@ -316,7 +325,9 @@ pub fn run(args: &BenchOpts, tick: &mut dyn FnMut(Tick)) -> anyhow::Result<Bench
         autograd_samples_per_s: slow,
         fast_over_autograd: Some(fast / slow),
         flop_per_sample: flop,
-        gflop_per_s: flop.map(|f| ours * f / 1e9),
+        gflop_per_s,
+        percent_of_peak: gflop_per_s.zip(peak.as_ref()).map(|(g, p)| 100.0 * g / p.gflop_per_s),
+        peak,
         reference_samples_per_s: fixed,
         fast_over_reference: fixed.map(|r| ours / r),
         references,

@@ -374,6 +374,12 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         println!("fast / autograd: {x:.2}×");
         if let (Some(g), Some(f)) = (r.gflop_per_s, r.flop_per_sample) {
             println!("fast path: {g:.1} GFLOP/s ({:.2} MFLOP a sample, forward and backward)", f / 1e6);
+            if let (Some(p), Some(share)) = (&r.peak, r.percent_of_peak) {
+                println!(
+                    "  {share:.1} % of this machine's FMA peak: {:.1} GFLOP/s on {} threads ({}, measured)",
+                    p.gflop_per_s, p.threads, p.isa
+                );
+            }
         }
     } else {
         println!("gatescope (autograd):                           {:>8.0} samples/s", r.autograd_samples_per_s);

@@ -543,6 +543,12 @@ fn bench_times_the_conv_net_beside_the_pytorch_references() {
     assert!((v["fast_over_autograd"].as_f64().unwrap() - ours / autograd).abs() < 1e-9);
     // 85.8 MFLOP a sample: 14.3 million multiply-adds, each three times (the first layer's twice)
     assert_eq!(v["flop_per_sample"].as_f64().unwrap(), 85_801_920.0);
+    // the share of this machine's FMA peak, measured on the same threads (AVX2 or AVX-512 here)
+    let (peak, share) = (v["peak"]["gflop_per_s"].as_f64().unwrap(), v["percent_of_peak"].as_f64().unwrap());
+    assert_eq!(v["peak"]["threads"].as_u64(), v["threads"].as_u64());
+    assert!(["avx2", "avx512"].contains(&v["peak"]["isa"].as_str().unwrap()), "{}", v["peak"]);
+    assert!(peak > 1.0 && share > 0.0 && share < 100.0, "{share} % of {peak} GFLOP/s");
+    assert!((share - 100.0 * v["gflop_per_s"].as_f64().unwrap() / peak).abs() < 1e-9);
     let refs = v["references"].as_array().unwrap();
     let systems: Vec<&str> = refs.iter().map(|r| r["system"].as_str().unwrap()).collect();
     assert_eq!(systems, ["pytorch eager", "pytorch torch.compile"]);
