@@ -354,12 +354,9 @@ impl Infer<'_> {
                         trace.blocks[(e * (l + 1) + j) * w..][..w].copy_from_slice(y);
                     }
                 }
-                for logits in buf.logits[..r.len() * c].chunks_exact(c) {
-                    let scores = logits.iter().zip(&p[lay.bo..lay.bo + c]).map(|(v, b)| v + b);
-                    // libtorch's argmax: the first maximum, and NaN wins
-                    let better = |v: f32, m: f32| v > m || (v.is_nan() && !m.is_nan());
-                    let best = scores.enumerate().fold((0, f32::NEG_INFINITY), |m, (j, v)| if better(v, m.1) { (j, v) } else { m });
-                    trace.predictions.push(best.0 as u32);
+                for logits in buf.logits[..r.len() * c].chunks_exact_mut(c) {
+                    logits.iter_mut().zip(&p[lay.bo..lay.bo + c]).for_each(|(v, b)| *v += b);
+                    trace.predictions.push(pointwise::argmax(logits).0 as u32);
                 }
             }
         });

@@ -380,7 +380,7 @@ pub fn softmax_cross_entropy(logits: &mut [f32], b: &[f32], labels: &[i64], batc
         for (v, &bias) in z.iter_mut().zip(b) {
             *v += bias;
         }
-        let (arg, max) = z.iter().enumerate().fold((0, f32::NEG_INFINITY), |(i, m), (j, &v)| if v > m { (j, v) } else { (i, m) });
+        let (arg, max) = argmax(z);
         let sum: f32 = z.iter().map(|&v| (v - max).exp()).sum();
         let label = label as usize;
         loss += (max + sum.ln() - z[label]) as f64;
@@ -390,6 +390,13 @@ pub fn softmax_cross_entropy(logits: &mut [f32], b: &[f32], labels: &[i64], batc
         }
     }
     (loss, correct)
+}
+
+/// The index and value of `z`'s largest entry, by libtorch's rule: the first maximum, and
+/// NaN wins.
+pub fn argmax(z: &[f32]) -> (usize, f32) {
+    let better = |v: f32, m: f32| v > m || (v.is_nan() && !m.is_nan());
+    z.iter().enumerate().fold((0, f32::NEG_INFINITY), |(i, m), (j, &v)| if better(v, m) { (j, v) } else { (i, m) })
 }
 
 /// Column sums of rows of width `out.len()` into `out`.
@@ -458,6 +465,15 @@ pub(super) mod tests {
                 (s % 12_001) as f32 / 1_000.0 - 6.0
             })
             .collect()
+    }
+
+    /// libtorch's argmax: the first of equal maxima, and the first NaN over any number.
+    #[test]
+    fn argmax_takes_the_first_maximum_and_nan_wins() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), (1, 3.0));
+        let (i, v) = argmax(&[1.0, f32::NAN, 5.0, f32::NAN]);
+        assert!(i == 1 && v.is_nan(), "{i} {v}");
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), (0, f32::NEG_INFINITY));
     }
 
     #[test]
