@@ -8,7 +8,7 @@
 use tch::{Kind, Tensor};
 
 use crate::data::Dataset;
-use crate::model::{cpu, images_tensor, infer, labels_tensor, ForwardOpts, Model};
+use crate::model::{cpu, images_f32, images_tensor, infer, labels_tensor, ForwardOpts, Model};
 use crate::snapshot::{Array, Header, LayerStats, Snapshot};
 
 /// Examples per probe chunk.
@@ -18,7 +18,8 @@ pub use crate::recipe::ProbeSize;
 
 /// The fixed probe set: the first N training examples, and K samples spread across classes.
 pub struct ProbeSet {
-    /// [N, input_dim]
+    /// [N, input_dim] u8 pixels, scaled to [0, 1] a chunk at a time as the pass reads them
+    /// (the CPU pass reads a quarter of the bytes an f32 copy would take)
     pub x: Tensor,
     /// [N] i64
     pub y: Tensor,
@@ -65,7 +66,7 @@ impl ProbeSet {
         }
         let sample_images: Vec<u8> = picked.iter().flat_map(|&i| data.train.images[i * dim..(i + 1) * dim].iter().copied()).collect();
         ProbeSet {
-            x: images_tensor(&data.train.images[..n * dim], dim),
+            x: Tensor::from_slice(&data.train.images[..n * dim]).view([n as i64, dim as i64]),
             y: labels_tensor(labels),
             classes,
             sample_x: images_tensor(&sample_images, dim),
@@ -161,7 +162,7 @@ fn torch_sums(
     let chunk = arch.traced_chunk(CHUNK as usize, 2); // T and y of every layer
     for start in (0..n).step_by(chunk as usize) {
         let len = chunk.min(n - start);
-        let x = probe.x.narrow(0, start, len).to_device(dev);
+        let x = images_f32(&probe.x.narrow(0, start, len)).to_device(dev);
         let onehot_t = probe.y.narrow(0, start, len).to_device(dev).one_hot(c).to_kind(Kind::Float).tr(); // [C, B]
         let fwd = model.forward(&x, opts);
         for (l, t) in fwd.gates.iter().enumerate() {

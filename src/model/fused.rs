@@ -8,7 +8,8 @@
 //! in order, H's 8 beside T's 8 (see [`Packed`]). H | T is still written when asked (probes
 //! sum T, traces show it).
 //!
-//! `exp` is [`super::pointwise`]'s (Cephes' polynomial); tanh is 2·σ(2z) − 1, and σ's
+//! `exp` is a degree-6 minimax polynomial (as accurate in f32 as [`super::pointwise`]'s
+//! Cephes, in fewer steps); tanh is 2·σ(2z) − 1, and σ's
 //! division is a true division (its own unit, off the FMA ports the product needs; `rcp` and a
 //! Newton step measured no faster and are 2 ulp off). Runs where the CPU has
 //! AVX2 and FMA ([`Packed::new`] says None otherwise). Inference only: in the training step
@@ -93,22 +94,50 @@ impl Packed {
     /// Highway layer `i` (0-based) on `x` ([rows, width]) into `y` ([rows, width]); `ht`
     /// ([rows, 2·width]), if given, gets `H | T`.
     pub fn forward(&self, i: usize, x: &[f32], y: &mut [f32], ht: Option<&mut [f32]>, a: Activation) {
+        let ht = ht.map(|h| {
+            assert!(h.len() >= x.len() * 2);
+            h.as_mut_ptr()
+        });
+        self.run::<false>(i, x, y, ht.unwrap_or(std::ptr::null_mut()), None, a);
+    }
+
+    /// [`Self::forward`] without H | T, summing a probe's statistics of the layer in the
+    /// kernel: T of row r into `class_sum` ([classes, width]) at row `labels[r]`; returns how
+    /// many T > 0.5 and Σ |y − x| (as [`super::pointwise::probe_layer`]).
+    pub fn probe(&self, i: usize, x: &[f32], y: &mut [f32], labels: &[i64], class_sum: &mut [f32], a: Activation) -> (f64, f64) {
+        let w = self.width;
+        assert!(labels.len() == x.len() / w && labels.iter().all(|&l| l >= 0 && (l as usize + 1) * w <= class_sum.len()));
+        self.run::<true>(i, x, y, std::ptr::null_mut(), Some((labels.as_ptr(), class_sum.as_mut_ptr())), a)
+    }
+
+    fn run<const P: bool>(
+        &self,
+        i: usize,
+        x: &[f32],
+        y: &mut [f32],
+        ht: *mut f32,
+        probe: Option<(*const i64, *mut f32)>,
+        a: Activation,
+    ) -> (f64, f64) {
         let (w, per) = (self.width, self.per_layer());
         let rows = x.len() / w;
-        assert!(y.len() >= rows * w && ht.as_ref().is_none_or(|h| h.len() >= rows * 2 * w));
+        assert!(y.len() >= rows * w && P == probe.is_some());
         let pk = &self.data[i * per..(i + 1) * per];
-        let ht = ht.map_or(std::ptr::null_mut(), |h| h.as_mut_ptr());
-        // SAFETY: `available()` held when `self` was made; every pointer below is in bounds of
-        // the slices asserted above (rows × width, rows × 2·width, the layer's packing).
+        let (labels, class_sum) = probe.unwrap_or((std::ptr::null(), std::ptr::null_mut()));
+        // SAFETY: `available()` held when `self` was made; every pointer below is in bounds
+        // (asserted by the callers and above: rows × width, rows × 2·width, a label per row
+        // naming a row of `class_sum`, the layer's packing).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            match a {
-                Activation::Tanh => avx2::layer::<avx2::Tanh>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w),
-                Activation::Relu => avx2::layer::<avx2::Relu>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w),
-            }
+            let sums = avx2::Sums::new(w, labels, class_sum);
+            let sums = match a {
+                Activation::Tanh => avx2::layer::<avx2::Tanh, P>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w, sums),
+                Activation::Relu => avx2::layer::<avx2::Relu, P>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w, sums),
+            };
+            sums.totals()
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no kernel is packed without AVX2 ({pk:p}, {ht:p}, {a:?})");
+        unreachable!("no kernel is packed without AVX2 ({pk:p}, {ht:p}, {a:?}, {labels:p}, {class_sum:p})");
     }
 }
 
@@ -150,35 +179,40 @@ mod avx2 {
         _mm256_set1_ps(v)
     }
 
+    /// e^r ≈ 1 + r + Σ C[k] r^(k+2) on |r| ≤ ln 2 / 2: a degree-6 minimax fit (0.7 ulp in f32,
+    /// as Cephes' degree 7; σ's error, 1.5e-7 relative, is the same with either).
+    const EXP: [f32; 5] = [0.499_999_97, 0.166_665_14, 0.041_667_417, 0.008_369_504_5, 0.001_387_109_4];
+
     /// σ(z) of `N` registers at once, each step over all of them (so their dependency
-    /// chains interleave): e^−z as [`super::super::pointwise::exp`] (clamped to f32's range,
-    /// Cephes' polynomial), then 1 / (1 + e^−z).
+    /// chains interleave): 1 / (1 + e^−z), with e^−z = 2^n · e^r (z clamped to f32's range,
+    /// n = round(−z / ln 2)), computed from r' = −r = z + n·ln 2 (no negation of z) by the
+    /// polynomial of [`EXP`] with its odd terms' signs flipped.
     #[inline(always)]
     unsafe fn sigmoid<const N: usize>(z: [__m256; N]) -> [__m256; N] {
-        let mut x = z;
-        for v in &mut x {
-            *v = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), *v), splat(-87.0)), splat(88.0));
+        let mut z = z;
+        for v in &mut z {
+            *v = _mm256_min_ps(_mm256_max_ps(*v, splat(-88.0)), splat(87.0));
         }
-        // e^x = 2^n · e^r with n = round(x / ln 2) and |r| ≤ ln 2 / 2
-        let mut n = x;
+        let mut n = z;
         for v in &mut n {
-            *v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(*v, splat(std::f32::consts::LOG2_E)));
+            *v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(*v, splat(-std::f32::consts::LOG2_E)));
         }
-        let mut r = x;
+        // r' = z + n·ln 2, ln 2 in two parts (Cody and Waite)
+        let mut r = z;
         for (r, &n) in r.iter_mut().zip(&n) {
-            *r = _mm256_fnmadd_ps(n, splat(-2.121_944_4e-4), _mm256_fnmadd_ps(n, splat(0.693_359_4), *r));
+            *r = _mm256_fmadd_ps(n, splat(-2.121_944_4e-4), _mm256_fmadd_ps(n, splat(0.693_359_4), *r));
         }
-        let mut p = [splat(1.987_569_1e-4); N];
-        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        // e^r = 1 − r' + C0·r'² − C1·r'³ + …
+        let mut p = [splat(EXP[4]); N];
+        for c in [-EXP[3], EXP[2], -EXP[1], EXP[0], -1.0, 1.0] {
             for (p, &r) in p.iter_mut().zip(&r) {
                 *p = _mm256_fmadd_ps(*p, r, splat(c));
             }
         }
         let mut out = p;
         for i in 0..N {
-            let e = _mm256_add_ps(_mm256_fmadd_ps(p[i], _mm256_mul_ps(r[i], r[i]), r[i]), splat(1.0));
             let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n[i]), _mm256_set1_epi32(127))));
-            let d = _mm256_fmadd_ps(e, two_n, splat(1.0)); // 1 + e^x
+            let d = _mm256_fmadd_ps(p[i], two_n, splat(1.0)); // 1 + e^−z
             out[i] = _mm256_div_ps(splat(1.0), d);
         }
         out
@@ -226,24 +260,95 @@ mod avx2 {
         }
     }
 
-    /// See [`super::Packed::forward`].
+    /// A probe's sums through a layer (see [`super::Packed::probe`]): its labels from the
+    /// tile's first row, its class sums, and per lane the count of T > 0.5 and Σ |y − x|.
+    pub struct Sums {
+        width: usize,
+        labels: *const i64,
+        class_sum: *mut f32,
+        open: __m256,
+        change: __m256,
+    }
+
+    impl Sums {
+        pub unsafe fn new(width: usize, labels: *const i64, class_sum: *mut f32) -> Sums {
+            Sums { width, labels, class_sum, open: _mm256_setzero_ps(), change: _mm256_setzero_ps() }
+        }
+
+        /// The count of T > 0.5 and Σ |y − x|.
+        pub unsafe fn totals(&self) -> (f64, f64) {
+            let (mut open, mut change) = ([0f32; 8], [0f32; 8]);
+            _mm256_storeu_ps(open.as_mut_ptr(), self.open);
+            _mm256_storeu_ps(change.as_mut_ptr(), self.change);
+            let total = |v: [f32; 8]| v.iter().map(|&v| v as f64).sum::<f64>();
+            (total(open), total(change))
+        }
+
+        /// Adds row `r`'s T and output of units `col..` (the lanes of `m`, else 8): T into the
+        /// row's class sum, T > 0.5 into the count, |y − x| into the change.
+        #[inline(always)]
+        unsafe fn add(&mut self, r: usize, col: usize, t: __m256, x: __m256, y: __m256, m: Option<__m256i>) {
+            let (mut open, mut change) =
+                (_mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(t, splat(0.5)), splat(1.0)), _mm256_andnot_ps(splat(-0.0), _mm256_sub_ps(y, x)));
+            if let Some(m) = m {
+                let m = _mm256_castsi256_ps(m);
+                (open, change) = (_mm256_and_ps(open, m), _mm256_and_ps(change, m));
+            }
+            self.open = _mm256_add_ps(self.open, open);
+            self.change = _mm256_add_ps(self.change, change);
+            let at = self.class_sum.add(*self.labels.add(r) as usize * self.width + col);
+            store(at, _mm256_add_ps(load(at, m), t), m);
+        }
+
+        /// [`Self::add`] of 4 units (the lanes of `m`).
+        #[inline(always)]
+        unsafe fn add4(&mut self, r: usize, col: usize, t: __m128, x: __m128, y: __m128, m: __m128i) {
+            let mf = _mm_castsi128_ps(m);
+            let open = _mm_and_ps(_mm_and_ps(_mm_cmpgt_ps(t, _mm_set1_ps(0.5)), _mm_set1_ps(1.0)), mf);
+            let change = _mm_and_ps(_mm_andnot_ps(_mm_set1_ps(-0.0), _mm_sub_ps(y, x)), mf);
+            self.open = _mm256_add_ps(self.open, _mm256_zextps128_ps256(open));
+            self.change = _mm256_add_ps(self.change, _mm256_zextps128_ps256(change));
+            let at = self.class_sum.add(*self.labels.add(r) as usize * self.width + col);
+            _mm_maskstore_ps(at, m, _mm_add_ps(_mm_maskload_ps(at, m), t));
+        }
+
+        /// The sums of the tile that starts `rows` further on.
+        #[inline(always)]
+        unsafe fn skip(&mut self, rows: usize) {
+            if !self.labels.is_null() {
+                self.labels = self.labels.add(rows);
+            }
+        }
+    }
+
+    /// See [`super::Packed::forward`]; with `P`, [`super::Packed::probe`]'s sums go into `s`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn layer<A: Act>(pk: &[f32], x: *const f32, y: *mut f32, ht: *mut f32, rows: usize, w: usize) {
+    pub unsafe fn layer<A: Act, const P: bool>(
+        pk: &[f32],
+        x: *const f32,
+        y: *mut f32,
+        ht: *mut f32,
+        rows: usize,
+        w: usize,
+        mut s: Sums,
+    ) -> Sums {
         let pk = pk.as_ptr();
         let mut r = 0;
         while r + TILE <= rows {
-            tile::<A, TILE>(pk, x.add(r * w), y.add(r * w), row(ht, r, w), w);
+            tile::<A, TILE, P>(pk, x.add(r * w), y.add(r * w), row(ht, r, w), w, &mut s);
+            s.skip(TILE);
             r += TILE;
         }
         let (x, y, ht) = (x.add(r * w), y.add(r * w), row(ht, r, w));
         match rows - r {
-            1 => tile::<A, 1>(pk, x, y, ht, w),
-            2 => tile::<A, 2>(pk, x, y, ht, w),
-            3 => tile::<A, 3>(pk, x, y, ht, w),
-            4 => tile::<A, 4>(pk, x, y, ht, w),
-            5 => tile::<A, 5>(pk, x, y, ht, w),
+            1 => tile::<A, 1, P>(pk, x, y, ht, w, &mut s),
+            2 => tile::<A, 2, P>(pk, x, y, ht, w, &mut s),
+            3 => tile::<A, 3, P>(pk, x, y, ht, w, &mut s),
+            4 => tile::<A, 4, P>(pk, x, y, ht, w, &mut s),
+            5 => tile::<A, 5, P>(pk, x, y, ht, w, &mut s),
             _ => {}
         }
+        s
     }
 
     #[inline(always)]
@@ -257,11 +362,18 @@ mod avx2 {
 
     /// `R` rows: every block of units through the product and the pointwise work.
     #[inline(always)]
-    unsafe fn tile<A: Act, const R: usize>(pk: *const f32, x: *const f32, y: *mut f32, ht: *mut f32, w: usize) {
+    unsafe fn tile<A: Act, const R: usize, const P: bool>(
+        pk: *const f32,
+        x: *const f32,
+        y: *mut f32,
+        ht: *mut f32,
+        w: usize,
+        s: &mut Sums,
+    ) {
         let per_block = (w + 1) * 2 * UNITS;
         let (full, narrow) = super::blocks(w);
         if narrow {
-            narrow_tile::<A, R>(pk.add(full * per_block), x, y, ht, w, full * UNITS);
+            narrow_tile::<A, R, P>(pk.add(full * per_block), x, y, ht, w, full * UNITS, s);
         }
         for j in 0..full {
             let b = pk.add(j * per_block);
@@ -288,7 +400,11 @@ mod avx2 {
             let m = if left < UNITS { Some(lanes) } else { None };
             for r in 0..R {
                 let xv = load(x.add(r * w + col), m);
-                store(y.add(r * w + col), _mm256_fmadd_ps(t[r], _mm256_sub_ps(h[r], xv), xv), m);
+                let yv = _mm256_fmadd_ps(t[r], _mm256_sub_ps(h[r], xv), xv);
+                store(y.add(r * w + col), yv, m);
+                if P {
+                    s.add(r, col, t[r], xv, yv, m);
+                }
                 if !ht.is_null() {
                     store(ht.add(r * 2 * w + col), h[r], m);
                     store(ht.add(r * 2 * w + w + col), t[r], m);
@@ -318,7 +434,16 @@ mod avx2 {
     /// The narrow block (units `col..w`, at most 4) of `R` rows: one register a row holds
     /// H's sums in its low 4 lanes and T's in its high 4.
     #[inline(always)]
-    unsafe fn narrow_tile<A: Act, const R: usize>(b: *const f32, x: *const f32, y: *mut f32, ht: *mut f32, w: usize, col: usize) {
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn narrow_tile<A: Act, const R: usize, const P: bool>(
+        b: *const f32,
+        x: *const f32,
+        y: *mut f32,
+        ht: *mut f32,
+        w: usize,
+        col: usize,
+        s: &mut Sums,
+    ) {
         let mut acc = [_mm256_loadu_ps(b); R];
         let (mut wk, mut xk, end) = (b.add(UNITS), x, x.add(w));
         while xk < end {
@@ -340,7 +465,11 @@ mod avx2 {
             let hv = if A::TANH { _mm256_fmsub_ps(z[r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(acc[r], _mm256_setzero_ps()) };
             let (h, t) = (_mm256_castps256_ps128(hv), _mm256_extractf128_ps::<1>(z[r]));
             let xv = _mm_maskload_ps(x.add(r * w + col), m);
-            _mm_maskstore_ps(y.add(r * w + col), m, _mm_fmadd_ps(t, _mm_sub_ps(h, xv), xv));
+            let yv = _mm_fmadd_ps(t, _mm_sub_ps(h, xv), xv);
+            _mm_maskstore_ps(y.add(r * w + col), m, yv);
+            if P {
+                s.add4(r, col, t, xv, yv, m);
+            }
             if !ht.is_null() {
                 _mm_maskstore_ps(ht.add(r * 2 * w + col), m, h);
                 _mm_maskstore_ps(ht.add(r * 2 * w + w + col), m, t);
@@ -392,6 +521,17 @@ mod tests {
                 let mut y2 = vec![f32::NAN; rows * w];
                 packed.forward(1, &x, &mut y2, None, a);
                 assert_eq!(y, y2, "the same y without H | T");
+                // the probe's sums in the kernel against the pointwise pass over H | T
+                let classes = 3;
+                let labels: Vec<i64> = (0..rows as i64).map(|r| (r * 7 + 1) % classes).collect();
+                let (mut sums, mut want_sums) = (vec![0.25f32; classes as usize * w], vec![0.25f32; classes as usize * w]);
+                let mut y3 = vec![f32::NAN; rows * w];
+                let (open, change) = packed.probe(1, &x, &mut y3, &labels, &mut sums, a);
+                let (want_open, want_change) = pointwise::probe_layer(&ht, &x, &y, &labels, &mut want_sums);
+                assert_eq!(y, y3, "the same y with the probe's sums");
+                assert_eq!(open, want_open, "T > 0.5 (width {w}, {rows} rows, {a:?})");
+                assert!((change - want_change).abs() <= 1e-5 * (1.0 + want_change), "Σ|y − x| = {change}, not {want_change}");
+                close(&sums, &want_sums, "class sums");
             }
         }
     }

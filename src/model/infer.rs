@@ -15,6 +15,7 @@ use tch::{Kind, Tensor};
 use super::cpu::{host, matmul, rows, slice_of, tr, Layout};
 use super::fused::Packed;
 use super::pointwise;
+use super::sparse::{FirstLayer, Scratch};
 use super::{Activation, Model};
 
 /// Floats of per-thread buffers an inference block may take (16 MiB).
@@ -50,6 +51,15 @@ struct Rows {
     scaled: Vec<f32>,
     /// 2 × [block, width]: a lesion pass's replays ping-pong here (sized by that pass)
     replay: Vec<f32>,
+    /// a row's nonzero inputs (the sparse first layer's)
+    nonzero: Scratch,
+}
+
+/// A probe pass's block: its labels (< `classes`), and the sums its layers add to.
+struct Probing<'s> {
+    labels: &'s [i64],
+    classes: usize,
+    sums: &'s mut ProbeSums,
 }
 
 /// What a layer hands to a pass's `visit`: its 0-based index, its H | T ([rows, 2·width];
@@ -65,6 +75,8 @@ pub struct Infer<'m> {
     block: usize,
     /// The highway layers packed for the fused kernel, when the CPU runs it.
     packed: Option<Packed>,
+    /// The first layer for pixel rows, skipping zero pixels, with the fused kernel.
+    first: Option<FirstLayer>,
 }
 
 impl<'m> Infer<'m> {
@@ -88,7 +100,8 @@ impl<'m> Infer<'m> {
             pk.pack_all(params, &layout.wc, &layout.bc);
             pk
         });
-        Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block, packed })
+        let first = packed.as_ref().and_then(|_| FirstLayer::new(&params[layout.w0..], layout.width, layout.input));
+        Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block, packed, first })
     }
 
     fn rows(&self, slots: usize) -> Rows {
@@ -100,28 +113,39 @@ impl<'m> Infer<'m> {
             logits: vec![0.0; b * lay.classes],
             scaled: Vec::new(),
             replay: Vec::new(),
+            nonzero: Scratch::default(),
         }
     }
 
     /// The forward of `x`'s rows ([rows, input]) with `lesion` (1-based) closed: calls `visit`
-    /// after each highway layer (with H | T when `keep_ht`) and leaves the logits in
-    /// `buf.logits`.
-    fn forward(&self, buf: &mut Rows, x: Input, lesion: Option<usize>, keep_ht: bool, visit: Visit) {
+    /// after each highway layer (with H | T when `keep_ht`), adds each layer's statistics to
+    /// `probe` if given (in the fused kernel where it runs; a closed layer adds nothing: its T
+    /// is 0 and y = x), and leaves the logits in `buf.logits`.
+    fn forward(&self, buf: &mut Rows, x: Input, lesion: Option<usize>, keep_ht: bool, mut probe: Option<Probing>, visit: Visit) {
         let (lay, p, a, w) = (&self.layout, self.params, self.activation, self.layout.width);
-        let x = match x {
-            Input::Features(x) => x,
-            Input::Pixels(px) => {
-                buf.scaled.clear();
-                buf.scaled.extend(px.iter().map(|&v| v as f32 / 255.0));
-                &buf.scaled
-            }
-        };
-        let r = x.len() / lay.input;
+        let r = match x {
+            Input::Features(x) => x.len(),
+            Input::Pixels(px) => px.len(),
+        } / lay.input;
         let n = r * w;
         let slot = |i: usize| if buf.slots == 2 { i % 2 } else { i };
         // state 0 = act(x·W0ᵀ + b0)  [rows, width]
         let first = &mut buf.states[..n];
-        matmul(first, (r, w, lay.input), false, rows(x, lay.input), tr(&p[lay.w0..], lay.input));
+        match (x, &self.first) {
+            (Input::Pixels(px), Some(sparse)) => sparse.pixels(px, first, &mut buf.nonzero),
+            (Input::Features(x), Some(sparse)) => sparse.features(x, first, &mut buf.nonzero),
+            _ => {
+                let x = match x {
+                    Input::Features(x) => x,
+                    Input::Pixels(px) => {
+                        buf.scaled.clear();
+                        buf.scaled.extend(px.iter().map(|&v| v as f32 / 255.0));
+                        &buf.scaled
+                    }
+                };
+                matmul(first, (r, w, lay.input), false, rows(x, lay.input), tr(&p[lay.w0..], lay.input));
+            }
+        }
         pointwise::bias_act(first, &p[lay.b0..lay.b0 + w], a);
         let stride = self.block * w;
         for (i, (&wc, &bc)) in lay.wc.iter().zip(&lay.bc).enumerate() {
@@ -135,15 +159,29 @@ impl<'m> Infer<'m> {
                 (&hi[..n], &mut lo[d * stride..d * stride + n])
             };
             let ht = &mut buf.ht[..2 * n];
+            let layer_sums = |pr: &mut Probing, (open, change): (f64, f64)| {
+                pr.sums.open[i] += open;
+                pr.sums.change[i + 1] += change;
+            };
             if lesion == Some(i + 1) {
                 ht.fill(0.0);
                 y.copy_from_slice(xin);
             } else {
-                match &self.packed {
-                    Some(pk) => pk.forward(i, xin, y, keep_ht.then_some(&mut *ht), a),
-                    None => {
+                match (&self.packed, &mut probe) {
+                    (Some(pk), Some(pr)) => {
+                        let class_sum = &mut pr.sums.class_sum[i * pr.classes * w..(i + 1) * pr.classes * w];
+                        let stats = pk.probe(i, xin, y, pr.labels, class_sum, a);
+                        layer_sums(pr, stats);
+                    }
+                    (Some(pk), None) => pk.forward(i, xin, y, keep_ht.then_some(&mut *ht), a),
+                    (None, _) => {
                         matmul(ht, (r, 2 * w, w), false, rows(xin, w), tr(&p[wc..], w));
                         pointwise::highway_forward(ht, xin, y, &p[bc..bc + 2 * w], a);
+                        if let Some(pr) = &mut probe {
+                            let class_sum = &mut pr.sums.class_sum[i * pr.classes * w..(i + 1) * pr.classes * w];
+                            let stats = pointwise::probe_layer(ht, xin, y, pr.labels, class_sum);
+                            layer_sums(pr, stats);
+                        }
                     }
                 }
             }
@@ -209,7 +247,7 @@ impl<'m> Infer<'m> {
             self.blocks(
                 (n, 2),
                 |buf, r| {
-                    self.forward(buf, input.rows(r.clone(), lay.input), lesion, false, &mut |_, _, _, _| {});
+                    self.forward(buf, input.rows(r.clone(), lay.input), lesion, false, None, &mut |_, _, _, _| {});
                     score(&mut buf.logits[..r.len() * lay.classes], &p[lay.bo..lay.bo + lay.classes], &ys[r])
                 },
                 &mut |_| true,
@@ -233,7 +271,7 @@ impl<'m> Infer<'m> {
                 (n, l + 1),
                 |buf, r| {
                     let (bo, labels, c) = (&p[lay.bo..lay.bo + lay.classes], &ys[r.clone()], lay.classes);
-                    self.forward(buf, input.rows(r.clone(), lay.input), None, false, &mut |_, _, _, _| {});
+                    self.forward(buf, input.rows(r.clone(), lay.input), None, false, None, &mut |_, _, _, _| {});
                     let m = r.len() * w;
                     buf.replay.resize(2 * stride, 0.0);
                     let mut sums = vec![score(&mut buf.logits[..r.len() * c], bo, labels)];
@@ -300,13 +338,9 @@ impl<'m> Infer<'m> {
             self.blocks(
                 (n, 2),
                 |buf, r| {
-                    let (labels, mut sums) = (&ys[r.clone()], empty());
-                    self.forward(buf, input.rows(r.clone(), lay.input), lesion, true, &mut |i, ht, xin, y| {
-                        let class_sum = &mut sums.class_sum[i * classes * w..(i + 1) * classes * w];
-                        let (open, change) = pointwise::probe_layer(ht, xin, y, labels, class_sum);
-                        sums.open[i] += open;
-                        sums.change[i + 1] += change;
-                    });
+                    let mut sums = empty();
+                    let probe = Probing { labels: &ys[r.clone()], classes, sums: &mut sums };
+                    self.forward(buf, input.rows(r.clone(), lay.input), lesion, false, Some(probe), &mut |_, _, _, _| {});
                     sums
                 },
                 tick,
@@ -344,7 +378,7 @@ impl Infer<'_> {
         with_input(x, |input| {
             for r in (0..k).step_by(self.block) {
                 let r = r..(r + self.block).min(k);
-                self.forward(&mut buf, input.rows(r.clone(), lay.input), lesion, true, &mut |i, ht, _, _| {
+                self.forward(&mut buf, input.rows(r.clone(), lay.input), lesion, true, None, &mut |i, ht, _, _| {
                     for (e, ht) in r.clone().zip(ht.chunks_exact(2 * w)) {
                         trace.gates[(e * l + i) * w..][..w].copy_from_slice(&ht[w..]);
                     }

@@ -22,6 +22,7 @@ pub(crate) mod fused;
 pub mod import;
 pub mod infer;
 pub(crate) mod pointwise;
+pub(crate) mod sparse;
 
 use tch::{Kind, Tensor};
 

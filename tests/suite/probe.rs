@@ -34,8 +34,10 @@ fn a_probe_pass_reproduces_a_direct_computation() {
     let snap = probe::snapshot(&model, &probe, progress, None);
 
     // the direct computation: one autograd-free pass of the generic forward over all 6000
-    let direct =
-        tch::no_grad(|| model.forward_with(&model.flat, &probe.x, ForwardOpts { trace: true, lesion: None, ..Default::default() }));
+    // (the probe set keeps its pixels as u8)
+    assert_eq!(probe.x.kind(), Kind::Uint8);
+    let x = gatescope::model::images_f32(&probe.x);
+    let direct = tch::no_grad(|| model.forward_with(&model.flat, &x, ForwardOpts { trace: true, lesion: None, ..Default::default() }));
     let t = Tensor::stack(&direct.gates, 1); // [N, L, W]
     assert!(!t.requires_grad());
     assert_eq!(snap.mean_gate.shape, [7, 12]);
