@@ -75,7 +75,7 @@ pub struct Infer<'m> {
     block: usize,
     /// The highway layers packed for the fused kernel, when the CPU runs it.
     packed: Option<Packed>,
-    /// The first layer for pixel rows, skipping zero pixels, with the fused kernel.
+    /// The first layer skipping zero inputs (features or pixels), with the fused kernel.
     first: Option<FirstLayer>,
 }
 
