@@ -62,6 +62,17 @@ struct Probing<'s> {
     sums: &'s mut ProbeSums,
 }
 
+impl Probing<'_> {
+    /// Adds highway layer `i`'s statistics: `stats(labels, its class sums)` adds T into the
+    /// class sums ([classes, width]) and returns how many T > 0.5 and Σ |y − x|.
+    fn layer(&mut self, i: usize, w: usize, stats: impl FnOnce(&[i64], &mut [f32]) -> (f64, f64)) {
+        let per = self.classes * w;
+        let (open, change) = stats(self.labels, &mut self.sums.class_sum[i * per..(i + 1) * per]);
+        self.sums.open[i] += open;
+        self.sums.change[i + 1] += change;
+    }
+}
+
 /// What a layer hands to a pass's `visit`: its 0-based index, its H | T ([rows, 2·width];
 /// only when asked for), its input and its output ([rows, width]).
 type Visit<'v> = &'v mut dyn FnMut(usize, &[f32], &[f32], &[f32]);
@@ -159,28 +170,18 @@ impl<'m> Infer<'m> {
                 (&hi[..n], &mut lo[d * stride..d * stride + n])
             };
             let ht = &mut buf.ht[..2 * n];
-            let layer_sums = |pr: &mut Probing, (open, change): (f64, f64)| {
-                pr.sums.open[i] += open;
-                pr.sums.change[i + 1] += change;
-            };
             if lesion == Some(i + 1) {
                 ht.fill(0.0);
                 y.copy_from_slice(xin);
             } else {
                 match (&self.packed, &mut probe) {
-                    (Some(pk), Some(pr)) => {
-                        let class_sum = &mut pr.sums.class_sum[i * pr.classes * w..(i + 1) * pr.classes * w];
-                        let stats = pk.probe(i, xin, y, pr.labels, class_sum, a);
-                        layer_sums(pr, stats);
-                    }
+                    (Some(pk), Some(pr)) => pr.layer(i, w, |labels, class_sum| pk.probe(i, xin, y, labels, class_sum, a)),
                     (Some(pk), None) => pk.forward(i, xin, y, keep_ht.then_some(&mut *ht), a),
                     (None, _) => {
                         matmul(ht, (r, 2 * w, w), false, rows(xin, w), tr(&p[wc..], w));
                         pointwise::highway_forward(ht, xin, y, &p[bc..bc + 2 * w], a);
                         if let Some(pr) = &mut probe {
-                            let class_sum = &mut pr.sums.class_sum[i * pr.classes * w..(i + 1) * pr.classes * w];
-                            let stats = pointwise::probe_layer(ht, xin, y, pr.labels, class_sum);
-                            layer_sums(pr, stats);
+                            pr.layer(i, w, |labels, class_sum| pointwise::probe_layer(ht, xin, y, labels, class_sum));
                         }
                     }
                 }
