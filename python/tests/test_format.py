@@ -37,6 +37,21 @@ def test_python_decodes_bundled_recordings_exactly_as_rust(name, tmp_path):
         assert seconds <= 1.0
 
 
+def test_python_decodes_a_recording_this_gatescope_writes_exactly_as_rust(tmp_path):
+    """A fresh recording from the Rust trainer (its snapshot frames are over 64 KiB, so their
+    payloads are deflated in two halves joined by a sync flush) decodes in Python as Rust does."""
+    path = tmp_path / "fresh.gsrec"
+    run("train", "-q", "--max-steps", 20, "--every", "10steps", "--record", path, "--out", tmp_path / "m.safetensors")
+    rec = gatescope.read(str(path))
+    run("dump", path, "--out", tmp_path / "d.safetensors")
+    rust = load_file(str(tmp_path / "d.safetensors"))
+    assert len(rec.snapshots) == 3  # steps 0, 10, 20
+    for i, s in enumerate(rec.snapshots):
+        assert s.sample_gates.nbytes // 4 >= 64 << 10  # a payload long enough to be split
+        for a in ARRAYS:
+            assert np.array_equal(getattr(s, a), rust[f"snapshot.{i}.{a}"]), (i, a)
+
+
 def test_a_python_written_recording_reads_back_and_opens_in_gatescope(tmp_path):
     rec = gatescope.read(os.path.join(ROOT, "recordings", "default.gsrec"))
     out = tmp_path / "py.gsrec"
