@@ -545,33 +545,41 @@ impl Step {
     /// One step's loss and gradient on `x` ([batch, c·h·w]) and `y` ([batch]): writes the
     /// gradient into `grad` ([num_params], overwritten) and returns (mean loss, correct).
     pub fn loss_and_grad(&mut self, model: &Model, x: &Tensor, y: &Tensor, grad: &mut Tensor) -> (Tensor, Tensor) {
+        let n = self.layout.len;
+        assert!(grad.numel() == n && grad.is_contiguous() && grad.kind() == Kind::Float && grad.device() == tch::Device::Cpu);
+        let out = self.loss_and_grads(model, x, y);
+        // SAFETY: a contiguous f32 CPU tensor of this length (checked above)
+        sum_into(unsafe { std::slice::from_raw_parts_mut(grad.data_ptr() as *mut f32, n) }, self.grads());
+        out
+    }
+
+    /// [`Self::loss_and_grad`], leaving the gradient in parts, one per shard ([`Self::grads`]):
+    /// the optimiser sums them as it updates.
+    pub fn loss_and_grads(&mut self, model: &Model, x: &Tensor, y: &Tensor) -> (Tensor, Tensor) {
         let batch = x.size()[0] as usize;
         let lay = &self.layout;
         assert!(x.size() == [batch as i64, lay.input() as i64] && y.size() == [batch as i64], "batch shapes");
-        assert!(model.flat.numel() == lay.len && grad.numel() == lay.len && grad.is_contiguous() && grad.kind() == Kind::Float);
+        assert!(model.flat.numel() == lay.len);
         let sizes = shard_sizes(self.threads, batch);
         if self.shards.iter().map(|s| s.images).ne(sizes.iter().copied()) {
             self.shards = sizes.into_iter().map(|n| Shard::new(lay, n, true)).collect();
         }
         let ((xt, xn), (yt, yn)) = (host::<f32>(x), host::<i64>(y));
         // SAFETY: contiguous CPU tensors of these lengths (checked above, in `host` and in
-        // `Layout::of`); the step only reads `flat`, `x` and `y`, and nothing else touches
-        // `grad` meanwhile.
-        let (p, xs, ys, out) = unsafe {
-            (
-                slice_of::<f32>(&model.flat, lay.len),
-                slice_of::<f32>(&xt, xn),
-                slice_of::<i64>(&yt, yn),
-                std::slice::from_raw_parts_mut(grad.data_ptr() as *mut f32, lay.len),
-            )
-        };
+        // `Layout::of`); the step only reads `flat`, `x` and `y`.
+        let (p, xs, ys) = unsafe { (slice_of::<f32>(&model.flat, lay.len), slice_of::<f32>(&xt, xn), slice_of::<i64>(&yt, yn)) };
         self.kernels.pack(lay, p);
         let net = Net { p, lay, k: &self.kernels, a: self.activation, lesion: None };
         in_shards(&mut self.shards, |s| s.images, (xs, lay.input()), ys, |shard, x, y| shard.run(net, x, y, batch));
-        sum_into(out, self.shards.iter().map(|s| &s.grad[..]));
         let loss = self.shards.iter().map(|s| s.loss).sum::<f64>() / batch as f64;
         let correct = self.shards.iter().map(|s| s.correct).sum::<i64>();
         (Tensor::from(loss as f32), Tensor::from(correct))
+    }
+
+    /// The last step's gradient in parts, one per shard, laid out like the parameters: the
+    /// gradient is their sum.
+    pub fn grads(&self) -> impl Iterator<Item = &[f32]> {
+        self.shards.iter().map(|s| &s.grad[..])
     }
 }
 

@@ -258,9 +258,21 @@ impl Stepper {
 
     /// Trains on one batch (x: [batch, input_dim], y: [batch]); returns (mean loss, correct).
     pub fn step(&mut self, model: &mut Model, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
+        // the CPU steps leave their gradient in parts, which the optimiser sums as it updates
+        let done = |opt: &mut Sgd, model: &mut Model, parts: Vec<&[f32]>| {
+            assert!(opt.step_parts(&mut model.flat, &parts, lr), "a CPU step's parameters are contiguous f32 on the CPU");
+        };
         let (loss, correct) = match &mut self.path {
-            GradPath::Cpu(step) => tch::no_grad(|| step.loss_and_grad(model, x, y, &mut self.grad)),
-            GradPath::Conv(step) => tch::no_grad(|| step.loss_and_grad(model, x, y, &mut self.grad)),
+            GradPath::Cpu(step) => {
+                let out = tch::no_grad(|| step.loss_and_grads(model, x, y));
+                done(&mut self.opt, model, step.grads().collect());
+                return out;
+            }
+            GradPath::Conv(step) => {
+                let out = tch::no_grad(|| step.loss_and_grads(model, x, y));
+                done(&mut self.opt, model, step.grads().collect());
+                return out;
+            }
             GradPath::Torch(views) => tch::no_grad(|| fast::loss_and_grad(model, x, y, views)),
             GradPath::Autograd => autograd_step(model, x, y, &self.grad),
         };
