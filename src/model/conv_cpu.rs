@@ -545,11 +545,8 @@ impl Step {
     /// One step's loss and gradient on `x` ([batch, c·h·w]) and `y` ([batch]): writes the
     /// gradient into `grad` ([num_params], overwritten) and returns (mean loss, correct).
     pub fn loss_and_grad(&mut self, model: &Model, x: &Tensor, y: &Tensor, grad: &mut Tensor) -> (Tensor, Tensor) {
-        let n = self.layout.len;
-        assert!(grad.numel() == n && grad.is_contiguous() && grad.kind() == Kind::Float && grad.device() == tch::Device::Cpu);
         let out = self.loss_and_grads(model, x, y);
-        // SAFETY: a contiguous f32 CPU tensor of this length (checked above)
-        sum_into(unsafe { std::slice::from_raw_parts_mut(grad.data_ptr() as *mut f32, n) }, self.grads());
+        sum_into(grad, self.grads());
         out
     }
 

@@ -235,11 +235,8 @@ impl Step {
     /// One step's loss and gradient on `x` ([batch, input_dim]) and `y` ([batch]): writes the
     /// gradient into `grad` ([num_params], overwritten) and returns (mean loss, correct).
     pub fn loss_and_grad(&mut self, model: &Model, x: &Tensor, y: &Tensor, grad: &mut Tensor) -> (Tensor, Tensor) {
-        let n = self.layout.len;
-        assert!(grad.numel() == n && grad.is_contiguous() && grad.kind() == Kind::Float && grad.device() == tch::Device::Cpu);
         let out = self.loss_and_grads(model, x, y);
-        // SAFETY: a contiguous f32 CPU tensor of this length (checked above)
-        sum_into(unsafe { std::slice::from_raw_parts_mut(grad.data_ptr() as *mut f32, n) }, self.grads());
+        sum_into(grad, self.grads());
         out
     }
 
@@ -269,9 +266,13 @@ impl Step {
     }
 }
 
-/// `out = Σ shard gradients`.
-pub(super) fn sum_into<'a>(out: &mut [f32], mut grads: impl Iterator<Item = &'a [f32]>) {
-    out.copy_from_slice(grads.next().expect("at least one shard"));
+/// `out = Σ shard gradients` (`out`: a contiguous f32 CPU tensor as long as each).
+pub(super) fn sum_into<'a>(out: &mut Tensor, mut grads: impl Iterator<Item = &'a [f32]>) {
+    let first = grads.next().expect("at least one shard");
+    assert!(out.numel() == first.len() && out.is_contiguous() && out.kind() == Kind::Float && out.device() == tch::Device::Cpu);
+    // SAFETY: a contiguous f32 CPU tensor of this length (checked above), borrowed mutably
+    let out = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, first.len()) };
+    out.copy_from_slice(first);
     for g in grads {
         for (o, &g) in out.iter_mut().zip(g) {
             *o += g;

@@ -118,6 +118,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
 multiversion! {
     /// `z ← act(z + b)` over rows of width `b.len()`.

@@ -142,22 +142,11 @@ struct Hyper {
 /// Elements of a gradient summed at a time before their update.
 const BLOCK: usize = 64;
 
-/// [`Sgd::step_parts`]'s update of the elements `at..at + p.len()` (`p`, `v`, `d` are theirs;
-/// `parts` whole): compiled for AVX2 + FMA too, so that the weight decay's multiply-add is one
-/// instruction (libtorch's `addcmul_` fuses it).
-fn update_chunk(p: &mut [f32], v: &mut [f32], d: &[f32], parts: &[&[f32]], at: usize, k: Hyper) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn fma(p: &mut [f32], v: &mut [f32], d: &[f32], parts: &[&[f32]], at: usize, k: Hyper) {
-            update_body(p, v, d, parts, at, k)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features `fma` was compiled for
-            return unsafe { fma(p, v, d, parts, at, k) };
-        }
-    }
-    update_body(p, v, d, parts, at, k)
+crate::model::pointwise::multiversion! {
+    /// [`Sgd::step_parts`]'s update of the elements `at..at + p.len()` (`p`, `v`, `d` are
+    /// theirs; `parts` whole), compiled for AVX2 + FMA too, so that the weight decay's
+    /// multiply-add is one instruction (libtorch's `addcmul_` fuses it).
+    fn update_chunk(p: &mut [f32], v: &mut [f32], d: &[f32], parts: &[&[f32]], at: usize, k: Hyper) => update_body
 }
 
 /// Blocks of [`BLOCK`] elements: the parts summed in order (as the CPU step sums its shards),
