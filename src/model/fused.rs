@@ -80,14 +80,17 @@ impl Packed {
         for (start, g) in starts {
             let (block, rest) = std::mem::take(&mut out).split_at_mut((n + 1) * 2 * g);
             out = rest;
-            for (k, row) in block.chunks_exact_mut(2 * g).enumerate() {
-                for (lane, d) in row.iter_mut().enumerate() {
-                    let (first, unit) = if lane < g { (0, start + lane) } else { (n, start + lane - g) };
-                    *d = match k {
-                        _ if unit >= n => 0.0,
-                        0 => b[first + unit],
-                        _ => w[(first + unit) * n + k - 1],
-                    };
+            // lane by lane: a unit's row of weights read in order into the block's column
+            for lane in 0..2 * g {
+                let (first, unit) = if lane < g { (0, start + lane) } else { (n, start + lane - g) };
+                let column = block.iter_mut().skip(lane).step_by(2 * g);
+                if unit >= n {
+                    column.for_each(|d| *d = 0.0);
+                    continue;
+                }
+                let row = &w[(first + unit) * n..(first + unit + 1) * n];
+                for (d, &v) in column.zip(std::iter::once(&b[first + unit]).chain(row)) {
+                    *d = v;
                 }
             }
         }

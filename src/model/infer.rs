@@ -38,8 +38,9 @@ enum Input<'a> {
     Pixels(&'a [u8]),
 }
 
-/// One thread's buffers for a block of rows.
+/// One thread's buffers for a block of at most `block` rows.
 struct Rows {
+    block: usize,
     /// `slots` × [block, width]: two states ping-ponged, or every layer's (a lesion pass)
     states: Vec<f32>,
     slots: usize,
@@ -115,9 +116,11 @@ impl<'m> Infer<'m> {
         Some(Infer { layout, activation: model.arch.activation, params, threads: threads.max(1), block, packed, first })
     }
 
-    fn rows(&self, slots: usize) -> Rows {
-        let (lay, b) = (&self.layout, self.block);
+    /// Buffers for blocks of at most `block` rows, keeping `slots` states.
+    fn rows(&self, slots: usize, block: usize) -> Rows {
+        let (lay, b) = (&self.layout, block);
         Rows {
+            block,
             states: vec![0.0; slots * b * lay.width],
             slots,
             ht: vec![0.0; b * 2 * lay.width],
@@ -158,7 +161,7 @@ impl<'m> Infer<'m> {
             }
         }
         pointwise::bias_act(first, &p[lay.b0..lay.b0 + w], a);
-        let stride = self.block * w;
+        let stride = buf.block * w;
         for (i, (&wc, &bc)) in lay.wc.iter().zip(&lay.bc).enumerate() {
             let (s, d) = (slot(i), slot(i + 1));
             // the input slot and the output slot, apart
@@ -208,7 +211,7 @@ impl<'m> Infer<'m> {
         let (next, done, stop) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
         let threads = self.threads.min(count).max(1);
         let run = |tick: &mut dyn FnMut(usize) -> bool| {
-            let (mut buf, mut out) = (self.rows(slots), Vec::new());
+            let (mut buf, mut out) = (self.rows(slots, self.block), Vec::new());
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 if b >= count || stop.load(Ordering::Relaxed) {
@@ -374,11 +377,13 @@ impl Infer<'_> {
         let (w, l, c) = (lay.width, lay.layers(), lay.classes);
         let k = x.size()[0] as usize;
         let mut trace = Trace { gates: vec![0.0; k * l * w], blocks: vec![0.0; k * (l + 1) * w], predictions: Vec::with_capacity(k) };
-        let mut buf = self.rows(l + 1);
-        let stride = self.block * w;
+        // sized for the few rows traced, not a whole block (every layer's state is kept)
+        let block = k.clamp(1, self.block);
+        let mut buf = self.rows(l + 1, block);
+        let stride = block * w;
         with_input(x, |input| {
-            for r in (0..k).step_by(self.block) {
-                let r = r..(r + self.block).min(k);
+            for r in (0..k).step_by(block) {
+                let r = r..(r + block).min(k);
                 self.forward(&mut buf, input.rows(r.clone(), lay.input), lesion, true, None, &mut |i, ht, _, _| {
                     for (e, ht) in r.clone().zip(ht.chunks_exact(2 * w)) {
                         trace.gates[(e * l + i) * w..][..w].copy_from_slice(&ht[w..]);
