@@ -221,7 +221,8 @@ pub fn initial_card(cfg: &TrainConfig, data: &Dataset) -> anyhow::Result<ModelCa
 /// One optimisation step: gradient (fast kernel or autograd) and SGD update.
 pub struct Stepper {
     opt: Sgd,
-    /// [num_params], laid out like the parameters
+    /// [num_params], laid out like the parameters: the libtorch paths' gradient (the CPU
+    /// steps keep theirs in their shards)
     grad: Tensor,
     path: GradPath,
 }
@@ -258,37 +259,26 @@ impl Stepper {
 
     /// Trains on one batch (x: [batch, input_dim], y: [batch]); returns (mean loss, correct).
     pub fn step(&mut self, model: &mut Model, x: &Tensor, y: &Tensor, lr: f64) -> (Tensor, Tensor) {
-        // the CPU steps leave their gradient in parts, which the optimiser sums as it updates
-        let done = |opt: &mut Sgd, model: &mut Model, parts: Vec<&[f32]>| {
-            assert!(opt.step_parts(&mut model.flat, &parts, lr), "a CPU step's parameters are contiguous f32 on the CPU");
+        // the CPU steps leave their gradient in parts, which the optimiser sums as it updates;
+        // the others write it into `grad`
+        let (out, parts): (_, Vec<&[f32]>) = match &mut self.path {
+            GradPath::Cpu(step) => (tch::no_grad(|| step.loss_and_grads(model, x, y)), step.grads().collect()),
+            GradPath::Conv(step) => (tch::no_grad(|| step.loss_and_grads(model, x, y)), step.grads().collect()),
+            GradPath::Torch(views) => (tch::no_grad(|| fast::loss_and_grad(model, x, y, views)), Vec::new()),
+            GradPath::Autograd => (autograd_step(model, x, y, &self.grad), Vec::new()),
         };
-        let (loss, correct) = match &mut self.path {
-            GradPath::Cpu(step) => {
-                let out = tch::no_grad(|| step.loss_and_grads(model, x, y));
-                done(&mut self.opt, model, step.grads().collect());
-                return out;
-            }
-            GradPath::Conv(step) => {
-                let out = tch::no_grad(|| step.loss_and_grads(model, x, y));
-                done(&mut self.opt, model, step.grads().collect());
-                return out;
-            }
-            GradPath::Torch(views) => tch::no_grad(|| fast::loss_and_grad(model, x, y, views)),
-            GradPath::Autograd => autograd_step(model, x, y, &self.grad),
-        };
-        tch::no_grad(|| self.opt.step(&mut model.flat, &self.grad, lr));
-        (loss, correct)
+        if parts.is_empty() {
+            tch::no_grad(|| self.opt.step(&mut model.flat, &self.grad, lr));
+        } else {
+            assert!(self.opt.step_parts(&mut model.flat, &parts, lr), "a CPU step's parameters are contiguous f32 on the CPU");
+        }
+        out
     }
 
     /// Whether the steps run their own threads (the CPU fast paths): then keep libtorch's
     /// intra-op pool at one thread while stepping (as `train` does, and `bench` through [`torch_threads`]).
     pub fn owns_threads(&self) -> bool {
         matches!(self.path, GradPath::Cpu(_) | GradPath::Conv(_))
-    }
-
-    /// The gradient of the last step, [num_params].
-    pub fn grad(&self) -> &Tensor {
-        &self.grad
     }
 }
 
