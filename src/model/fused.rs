@@ -8,15 +8,17 @@
 //! in order, H's 8 beside T's 8 (see [`Packed`]). H | T is still written when asked (probes
 //! sum T, traces show it).
 //!
-//! `exp` is a degree-5 minimax polynomial, its exponent rounded and built by one multiply-add
-//! and a shift (1.5 ulp; the degree-6 fit with a round and a convert that it replaced, 0.7 ulp
-//! as [`super::pointwise`]'s Cephes, made a lesion of every layer 5 % slower: 11.51 s against
-//! 10.94 s, the mean of ten alternating pairs; no error count changed); tanh is 2·σ(2z) − 1,
-//! and σ's
-//! division is a true division (its own unit, off the FMA ports the product needs; `rcp` and a
-//! Newton step measured no faster and are 2 ulp off). Runs where the CPU has
-//! AVX2 and FMA ([`Packed::new`] says None otherwise). Inference only: in the training step
-//! (shards of 64 rows, weights repacked every step) it measured no faster than `gemm`.
+//! T's weights are packed times −log₂ e and, for tanh, H's times −2·log₂ e, so the product
+//! gives σ's exponent of 2 (σ(z) = 1 / (1 + 2^u), u = −z·log₂ e; tanh(z) = 2·σ(2z) − 1): its
+//! integer part is rounded, and 2^n built, by one add and a shift, the rest reduced by two
+//! exact subtractions, and 2^r is a degree-5 minimax polynomial. Every step before the
+//! polynomial is an add, off the FMA ports the product needs. Against computing e^−z from z,
+//! a lesion of every layer took 10.28 s against 10.60 s (the `seconds` it reports, mean of ten
+//! alternating pairs: 3 % faster; no error count changed; σ within 2.3e-7 relative either
+//! way). σ's division is a true division (its own unit; `rcp` and a Newton step measured no
+//! faster and are 2 ulp off). Runs where the CPU has AVX2 and FMA ([`Packed::new`] says None
+//! otherwise). Inference only: in the training step (shards of 64 rows, weights repacked every
+//! step) it measured no faster than `gemm`.
 
 use super::Activation;
 
@@ -25,6 +27,11 @@ use super::Activation;
 pub const TILE: usize = 6;
 /// Units of a block: one AVX2 register of f32.
 const UNITS: usize = 8;
+/// T's weights and bias are packed times −log₂ e, so that the product gives u = −z·log₂ e
+/// and σ(z) = 1 / (1 + 2^u) needs no multiply to reach its exponent of 2.
+const T_SCALE: f32 = -std::f32::consts::LOG2_E;
+/// H's, for tanh, times −2·log₂ e: tanh(z) = 2·σ(2z) − 1 = 2 / (1 + 2^u) − 1.
+const TANH_SCALE: f32 = -2.0 * std::f32::consts::LOG2_E;
 
 /// Every highway layer's weights, packed for the kernel: per layer, per block of 8 units,
 /// `[width + 1][16]`: row 0 the biases (H's 8, then T's 8), row k + 1 the weights of input k.
@@ -33,6 +40,7 @@ const UNITS: usize = 8;
 /// one). Units past the width are zero.
 pub struct Packed {
     width: usize,
+    activation: Activation,
     data: Vec<f32>,
 }
 
@@ -46,12 +54,13 @@ fn blocks(width: usize) -> (usize, bool) {
 }
 
 impl Packed {
-    /// Space for `layers` highway layers of `width` units, if this CPU runs the kernel.
-    pub fn new(width: usize, layers: usize) -> Option<Packed> {
+    /// Space for `layers` highway layers of `width` units whose H is `activation`, if this
+    /// CPU runs the kernel.
+    pub fn new(width: usize, layers: usize, activation: Activation) -> Option<Packed> {
         if !available() {
             return None;
         }
-        let mut packed = Packed { width, data: Vec::new() };
+        let mut packed = Packed { width, activation, data: Vec::new() };
         packed.data = vec![0.0; packed.per_layer() * layers];
         Some(packed)
     }
@@ -71,9 +80,11 @@ impl Packed {
     }
 
     /// Packs layer `i` from its weights `w` ([2·width, width]: H's rows, then T's) and biases
-    /// `b` ([2·width]).
+    /// `b` ([2·width]), scaled so that the product gives σ's and tanh's exponents of 2
+    /// ([`T_SCALE`], [`TANH_SCALE`]).
     pub fn pack(&mut self, i: usize, w: &[f32], b: &[f32]) {
         let (n, per) = (self.width, self.per_layer());
+        let h_scale = if self.activation == Activation::Tanh { TANH_SCALE } else { 1.0 };
         let (full, narrow) = blocks(n);
         let mut out = &mut self.data[i * per..(i + 1) * per];
         // (first unit, units) of each block
@@ -83,7 +94,7 @@ impl Packed {
             out = rest;
             // lane by lane: a unit's row of weights read in order into the block's column
             for lane in 0..2 * g {
-                let (first, unit) = if lane < g { (0, start + lane) } else { (n, start + lane - g) };
+                let (first, unit, scale) = if lane < g { (0, start + lane, h_scale) } else { (n, start + lane - g, T_SCALE) };
                 let column = block.iter_mut().skip(lane).step_by(2 * g);
                 if unit >= n {
                     column.for_each(|d| *d = 0.0);
@@ -91,7 +102,7 @@ impl Packed {
                 }
                 let row = &w[(first + unit) * n..(first + unit + 1) * n];
                 for (d, &v) in column.zip(std::iter::once(&b[first + unit]).chain(row)) {
-                    *d = v;
+                    *d = v * scale;
                 }
             }
         }
@@ -99,32 +110,24 @@ impl Packed {
 
     /// Highway layer `i` (0-based) on `x` ([rows, width]) into `y` ([rows, width]); `ht`
     /// ([rows, 2·width]), if given, gets `H | T`.
-    pub fn forward(&self, i: usize, x: &[f32], y: &mut [f32], ht: Option<&mut [f32]>, a: Activation) {
+    pub fn forward(&self, i: usize, x: &[f32], y: &mut [f32], ht: Option<&mut [f32]>) {
         let ht = ht.map(|h| {
             assert!(h.len() >= x.len() * 2);
             h.as_mut_ptr()
         });
-        self.run::<false>(i, x, y, ht.unwrap_or(std::ptr::null_mut()), None, a);
+        self.run::<false>(i, x, y, ht.unwrap_or(std::ptr::null_mut()), None);
     }
 
     /// [`Self::forward`] without H | T, summing a probe's statistics of the layer in the
     /// kernel: T of row r into `class_sum` ([classes, width]) at row `labels[r]`; returns how
     /// many T > 0.5 and Σ |y − x| (as [`super::pointwise::probe_layer`]).
-    pub fn probe(&self, i: usize, x: &[f32], y: &mut [f32], labels: &[i64], class_sum: &mut [f32], a: Activation) -> (f64, f64) {
+    pub fn probe(&self, i: usize, x: &[f32], y: &mut [f32], labels: &[i64], class_sum: &mut [f32]) -> (f64, f64) {
         let w = self.width;
         assert!(labels.len() == x.len() / w && labels.iter().all(|&l| l >= 0 && (l as usize + 1) * w <= class_sum.len()));
-        self.run::<true>(i, x, y, std::ptr::null_mut(), Some((labels.as_ptr(), class_sum.as_mut_ptr())), a)
+        self.run::<true>(i, x, y, std::ptr::null_mut(), Some((labels.as_ptr(), class_sum.as_mut_ptr())))
     }
 
-    fn run<const P: bool>(
-        &self,
-        i: usize,
-        x: &[f32],
-        y: &mut [f32],
-        ht: *mut f32,
-        probe: Option<(*const i64, *mut f32)>,
-        a: Activation,
-    ) -> (f64, f64) {
+    fn run<const P: bool>(&self, i: usize, x: &[f32], y: &mut [f32], ht: *mut f32, probe: Option<(*const i64, *mut f32)>) -> (f64, f64) {
         let (w, per) = (self.width, self.per_layer());
         let rows = x.len() / w;
         assert!(y.len() >= rows * w && P == probe.is_some());
@@ -136,14 +139,14 @@ impl Packed {
         #[cfg(target_arch = "x86_64")]
         unsafe {
             let sums = avx2::Sums::new(w, labels, class_sum);
-            let sums = match a {
+            let sums = match self.activation {
                 Activation::Tanh => avx2::layer::<avx2::Tanh, P>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w, sums),
                 Activation::Relu => avx2::layer::<avx2::Relu, P>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w, sums),
             };
             sums.totals()
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no kernel is packed without AVX2 ({pk:p}, {ht:p}, {a:?}, {labels:p}, {class_sum:p})");
+        unreachable!("no kernel is packed without AVX2 ({pk:p}, {ht:p}, {labels:p}, {class_sum:p})");
     }
 }
 
@@ -185,39 +188,40 @@ mod avx2 {
         _mm256_set1_ps(v)
     }
 
-    /// e^r ≈ 1 + r + Σ C[k] r^(k+2) on |r| ≤ ln 2 / 2: a degree-5 minimax fit (relative
-    /// error 1.05e-7, 1.5 ulp evaluated in f32; σ stays within 2.5e-7 relative, tested).
-    const EXP: [f32; 4] = [0.499_992_3, 0.166_671_14, 0.041_890_115, 0.008_312_525];
+    /// 2^r ≈ 1 + Σ C[k] r^(k+1) on |r| ≤ 1/2: a degree-5 minimax fit (relative error 9.1e-8,
+    /// 1.7e-7 evaluated in f32; σ stays within 2.5e-7 relative, tested).
+    #[allow(clippy::approx_constant)] // a fitted coefficient, 3 ulp from ln 2
+    const EXP2: [f32; 5] = [0.693_147, 0.240_222_42, 0.055_507_336, 0.009_671_513, 0.001_326_472_7];
 
     /// 1.5·2²³ + 127: added to a float of magnitude < 2²², it rounds it to an integer n and
     /// leaves n + 127 in the low bits of the mantissa (where a shift makes 2^n of it).
     const ROUND: f32 = 12_582_912.0 + 127.0;
 
-    /// σ(z) of `N` registers at once, each step over all of them (so their dependency
-    /// chains interleave): 1 / (1 + e^−z), with e^−z = 2^n · e^r (z clamped to f32's range,
-    /// n = round(−z / ln 2)), computed from r' = −r = z + n·ln 2 (no negation of z) by the
-    /// polynomial of [`EXP`] with its odd terms' signs flipped. One multiply-add both rounds
-    /// −z / ln 2 and holds 2^n's exponent ([`ROUND`]).
+    /// σ of `N` registers at once, each step over all of them (so their dependency chains
+    /// interleave), from u = −z·log₂ e (what the packed weights' product gives, see
+    /// [`super::T_SCALE`]): 1 / (1 + 2^u), with 2^u = 2^n · 2^r, u clamped to [−126, 126]
+    /// (z within ±87), n = round(u) and r = u − n exact. One add both rounds u and holds
+    /// 2^n's exponent ([`ROUND`]); every step before the polynomial is an add, off the FMA
+    /// ports the product needs.
     #[inline(always)]
-    pub(super) unsafe fn sigmoid<const N: usize>(z: [__m256; N]) -> [__m256; N] {
-        let mut z = z;
-        for v in &mut z {
-            *v = _mm256_min_ps(_mm256_max_ps(*v, splat(-88.0)), splat(87.0));
+    pub(super) unsafe fn sigmoid<const N: usize>(u: [__m256; N]) -> [__m256; N] {
+        let mut u = u;
+        for v in &mut u {
+            *v = _mm256_min_ps(_mm256_max_ps(*v, splat(-126.0)), splat(126.0));
         }
-        // t = n + ROUND, n = round(−z / ln 2) in [−126, 127]
-        let mut t = z;
+        // t = n + ROUND, n = round(u) in [−126, 126]
+        let mut t = u;
         for v in &mut t {
-            *v = _mm256_fmadd_ps(*v, splat(-std::f32::consts::LOG2_E), splat(ROUND));
+            *v = _mm256_add_ps(*v, splat(ROUND));
         }
-        // r' = z + n·ln 2, ln 2 in two parts (Cody and Waite)
-        let mut r = z;
+        // r = u − n, in [−1/2, 1/2]
+        let mut r = u;
         for (r, &t) in r.iter_mut().zip(&t) {
-            let n = _mm256_sub_ps(t, splat(ROUND));
-            *r = _mm256_fmadd_ps(n, splat(-2.121_944_4e-4), _mm256_fmadd_ps(n, splat(0.693_359_4), *r));
+            *r = _mm256_sub_ps(*r, _mm256_sub_ps(t, splat(ROUND)));
         }
-        // e^r = 1 − r' + C0·r'² − C1·r'³ + …
-        let mut p = [splat(-EXP[3]); N];
-        for c in [EXP[2], -EXP[1], EXP[0], -1.0, 1.0] {
+        // 2^r = 1 + r·(C0 + r·(C1 + …))
+        let mut p = [splat(EXP2[4]); N];
+        for c in [EXP2[3], EXP2[2], EXP2[1], EXP2[0], 1.0] {
             for (p, &r) in p.iter_mut().zip(&r) {
                 *p = _mm256_fmadd_ps(*p, r, splat(c));
             }
@@ -226,7 +230,7 @@ mod avx2 {
         for i in 0..N {
             // 2^n: the exponent field n + 127 shifted up from t's low bits
             let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(t[i])));
-            let d = _mm256_fmadd_ps(p[i], two_n, splat(1.0)); // 1 + e^−z
+            let d = _mm256_fmadd_ps(p[i], two_n, splat(1.0)); // 1 + 2^u
             out[i] = _mm256_div_ps(splat(1.0), d);
         }
         out
@@ -249,17 +253,18 @@ mod avx2 {
         const TANH: bool = false;
     }
 
-    /// H = act(z_H) and T = σ(z_T) of a tile's rows, in place. Every register's σ goes at once:
-    /// a σ is a chain of about 20 dependent steps, and the 12 chains of a tile interleave (1.05×
+    /// H = act(z_H) and T = σ(z_T) of a tile's rows, in place, from the sums of the scaled
+    /// weights (T's u, and H's for tanh; H's z for relu). Every register's σ goes at once: a σ
+    /// is a chain of about 15 dependent steps, and the 12 chains of a tile interleave (1.05×
     /// over four at a time, measured).
     #[inline(always)]
     unsafe fn activate<A: Act, const R: usize>(h: &mut [__m256; R], t: &mut [__m256; R]) {
-        // every register that goes through σ: z_T, then 2·z_H (for tanh)
+        // every register that goes through σ: T's, then H's (for tanh)
         let mut z = [_mm256_setzero_ps(); 2 * TILE];
         for r in 0..R {
             z[r] = t[r];
             if A::TANH {
-                z[TILE + r] = _mm256_add_ps(h[r], h[r]);
+                z[TILE + r] = h[r];
             }
         }
         if A::TANH {
@@ -468,11 +473,9 @@ mod avx2 {
             wk = wk.add(UNITS);
             xk = xk.add(1);
         }
-        // σ of 2·z_H (tanh) or of nothing useful (relu) in the low lanes, of z_T in the high
+        // σ for tanh's H (or of nothing useful, relu's) in the low lanes, T's in the high
         let mut z = [_mm256_setzero_ps(); 8];
-        for r in 0..R {
-            z[r] = if A::TANH { _mm256_blend_ps::<0xF0>(_mm256_add_ps(acc[r], acc[r]), acc[r]) } else { acc[r] };
-        }
+        z[..R].copy_from_slice(&acc);
         let z = sigmoid(z);
         let m = _mm_cmpgt_epi32(_mm_set1_epi32((w - col) as i32), _mm_setr_epi32(0, 1, 2, 3));
         for r in 0..R {
@@ -498,8 +501,7 @@ mod tests {
     use crate::model::pointwise;
 
     /// The kernel's σ against f64's, over the range a gate sees and past f32's exponent range:
-    /// within 2.5e-7 relative (2.3e-7 at worst, where σ is tiny; the degree-6 exp it replaced
-    /// gave 1.4e-7).
+    /// within 2.5e-7 relative.
     #[test]
     fn the_kernels_sigmoid_is_within_a_few_ulp() {
         if !available() {
@@ -509,17 +511,18 @@ mod tests {
         let zs: Vec<f32> = (-400_000..=400_000).map(|i| i as f32 * 2.5e-4).chain([-200.0, -88.5, 87.5, 200.0]).collect();
         let mut worst = (0f64, 0f32);
         for z in zs.chunks(8) {
-            let mut v = [0f32; 8];
-            v[..z.len()].copy_from_slice(z);
+            // the kernel gets u = −z·log₂ e (the packed weights' product); σ(z) = 1 / (1 + 2^u)
+            let mut u = [0f32; 8];
+            u.iter_mut().zip(z).for_each(|(u, &z)| *u = z * T_SCALE);
             let mut got = [0f32; 8];
             // SAFETY: AVX2 and FMA are available (checked above)
             unsafe {
                 use std::arch::x86_64::*;
-                let s = avx2::sigmoid([_mm256_loadu_ps(v.as_ptr())]);
+                let s = avx2::sigmoid([_mm256_loadu_ps(u.as_ptr())]);
                 _mm256_storeu_ps(got.as_mut_ptr(), s[0]);
             }
-            for (&z, &g) in z.iter().zip(&got) {
-                let want = 1.0 / (1.0 + (-(z as f64)).exp());
+            for ((&z, &u), &g) in z.iter().zip(&u).zip(&got) {
+                let want = 1.0 / (1.0 + (u as f64).exp2());
                 let rel = (g as f64 - want).abs() / want.max(1e-30);
                 if want > 1e-30 && rel > worst.0 {
                     worst = (rel, z);
@@ -546,10 +549,10 @@ mod tests {
         for &(w, rows) in &[(50, 13), (16, 6), (7, 5), (33, 20), (8, 1), (64, 12), (12, 7), (3, 2), (45, 11)] {
             for a in [Activation::Tanh, Activation::Relu] {
                 let (wt, b, x) = (values(2 * w * w, 1, 0.5), values(2 * w, 2, 2.0), values(rows * w, 3, 1.5));
-                let mut packed = Packed::new(w, 2).expect("available");
+                let mut packed = Packed::new(w, 2, a).expect("available");
                 packed.pack(1, &wt, &b);
                 let (mut y, mut ht) = (vec![f32::NAN; rows * w], vec![f32::NAN; rows * 2 * w]);
-                packed.forward(1, &x, &mut y, Some(&mut ht), a);
+                packed.forward(1, &x, &mut y, Some(&mut ht));
                 let mut want_ht = vec![0f32; rows * 2 * w];
                 for r in 0..rows {
                     for o in 0..2 * w {
@@ -566,14 +569,14 @@ mod tests {
                 close(&y, &want_y, "y");
                 close(&ht, &want_ht, "ht");
                 let mut y2 = vec![f32::NAN; rows * w];
-                packed.forward(1, &x, &mut y2, None, a);
+                packed.forward(1, &x, &mut y2, None);
                 assert_eq!(y, y2, "the same y without H | T");
                 // the probe's sums in the kernel against the pointwise pass over H | T
                 let classes = 3;
                 let labels: Vec<i64> = (0..rows as i64).map(|r| (r * 7 + 1) % classes).collect();
                 let (mut sums, mut want_sums) = (vec![0.25f32; classes as usize * w], vec![0.25f32; classes as usize * w]);
                 let mut y3 = vec![f32::NAN; rows * w];
-                let (open, change) = packed.probe(1, &x, &mut y3, &labels, &mut sums, a);
+                let (open, change) = packed.probe(1, &x, &mut y3, &labels, &mut sums);
                 let (want_open, want_change) = pointwise::probe_layer(&ht, &x, &y, &labels, &mut want_sums);
                 assert_eq!(y, y3, "the same y with the probe's sums");
                 assert_eq!(open, want_open, "T > 0.5 (width {w}, {rows} rows, {a:?})");

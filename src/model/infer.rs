@@ -108,7 +108,7 @@ impl<'m> Infer<'m> {
         let params = unsafe { slice_of::<f32>(&model.flat, layout.len) };
         let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
         let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
-        let packed = Packed::new(layout.width, layout.layers()).filter(|_| fused).map(|mut pk| {
+        let packed = Packed::new(layout.width, layout.layers(), model.arch.activation).filter(|_| fused).map(|mut pk| {
             pk.pack_all(params, &layout.wc, &layout.bc);
             pk
         });
@@ -178,8 +178,8 @@ impl<'m> Infer<'m> {
                 y.copy_from_slice(xin);
             } else {
                 match (&self.packed, &mut probe) {
-                    (Some(pk), Some(pr)) => pr.layer(i, w, |labels, class_sum| pk.probe(i, xin, y, labels, class_sum, a)),
-                    (Some(pk), None) => pk.forward(i, xin, y, keep_ht.then_some(&mut *ht), a),
+                    (Some(pk), Some(pr)) => pr.layer(i, w, |labels, class_sum| pk.probe(i, xin, y, labels, class_sum)),
+                    (Some(pk), None) => pk.forward(i, xin, y, keep_ht.then_some(&mut *ht)),
                     (None, _) => {
                         matmul(ht, (r, 2 * w, w), false, rows(xin, w), tr(&p[wc..], w));
                         pointwise::highway_forward(ht, xin, y, &p[bc..bc + 2 * w], a);
@@ -310,7 +310,7 @@ impl<'m> Infer<'m> {
         let (lay, p, w) = (&self.layout, self.params, self.layout.width);
         for i in from..lay.layers() {
             match &self.packed {
-                Some(pk) => pk.forward(i, q, next, None, self.activation),
+                Some(pk) => pk.forward(i, q, next, None),
                 None => {
                     let (wc, bc) = (lay.wc[i], lay.bc[i]);
                     matmul(ht, (q.len() / w, 2 * w, w), false, rows(q, w), tr(&p[wc..], w));
