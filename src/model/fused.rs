@@ -207,7 +207,9 @@ mod avx2 {
     pub(super) unsafe fn sigmoid<const N: usize>(u: [__m256; N]) -> [__m256; N] {
         let mut u = u;
         for v in &mut u {
-            *v = _mm256_min_ps(_mm256_max_ps(*v, splat(-126.0)), splat(126.0));
+            // u second: max and min return their second operand when either is NaN, so a NaN
+            // (a diverged weight) stays NaN instead of passing as a closed or open gate
+            *v = _mm256_min_ps(splat(126.0), _mm256_max_ps(splat(-126.0), *v));
         }
         // t = n + ROUND, n = round(u) in [−126, 126]
         let mut t = u;
@@ -531,6 +533,16 @@ mod tests {
         }
         eprintln!("worst relative error {:.3e} at z = {}", worst.0, worst.1);
         assert!(worst.0 < 2.5e-7, "σ({}) is {:.3e} off, relative", worst.1, worst.0);
+        // NaN stays NaN; ±∞ saturate
+        let mut got = [0f32; 8];
+        // SAFETY: as above
+        unsafe {
+            use std::arch::x86_64::*;
+            let u = _mm256_setr_ps(f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -f32::NAN, 1e30, -1e30, 1.0);
+            _mm256_storeu_ps(got.as_mut_ptr(), avx2::sigmoid([u])[0]);
+        }
+        assert!(got[0].is_nan() && got[4].is_nan(), "σ of NaN: {got:?}");
+        assert!(got[1] < 1e-37 && got[5] < 1e-37 && got[2] == 1.0 && got[6] == 1.0 && got[3] == 0.5, "{got:?}");
     }
 
     /// Deterministic values in [−scale, scale].
