@@ -276,7 +276,7 @@ mod avx2 {
             z[..TILE].copy_from_slice(&s);
         }
         for r in 0..R {
-            h[r] = if A::TANH { _mm256_fmsub_ps(z[TILE + r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(h[r], _mm256_setzero_ps()) };
+            h[r] = if A::TANH { _mm256_fmsub_ps(z[TILE + r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(_mm256_setzero_ps(), h[r]) };
             t[r] = z[r];
         }
     }
@@ -481,7 +481,7 @@ mod avx2 {
         let z = sigmoid(z);
         let m = _mm_cmpgt_epi32(_mm_set1_epi32((w - col) as i32), _mm_setr_epi32(0, 1, 2, 3));
         for r in 0..R {
-            let hv = if A::TANH { _mm256_fmsub_ps(z[r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(acc[r], _mm256_setzero_ps()) };
+            let hv = if A::TANH { _mm256_fmsub_ps(z[r], splat(2.0), splat(1.0)) } else { _mm256_max_ps(_mm256_setzero_ps(), acc[r]) };
             let (h, t) = (_mm256_castps256_ps128(hv), _mm256_extractf128_ps::<1>(z[r]));
             let xv = _mm_maskload_ps(x.add(r * w + col), m);
             let yv = _mm_fmadd_ps(t, _mm_sub_ps(h, xv), xv);

@@ -66,7 +66,12 @@ impl Act for Tanh {
 impl Act for Relu {
     #[inline(always)]
     fn act(z: f32) -> f32 {
-        z.max(0.0)
+        // not `max`, which would pass a NaN off as 0
+        if z < 0.0 {
+            0.0
+        } else {
+            z
+        }
     }
     #[inline(always)]
     fn grad(out: f32) -> f32 {
@@ -172,7 +177,7 @@ mod avx512 {
     /// e^x, as [`super::exp`].
     #[inline(always)]
     unsafe fn exp(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(_mm512_max_ps(x, splat(-87.0)), splat(88.0));
+        let x = _mm512_min_ps(splat(88.0), _mm512_max_ps(splat(-87.0), x)); // x second: NaN stays NaN
         let n = _mm512_roundscale_ps::<0b1000>(_mm512_mul_ps(x, splat(std::f32::consts::LOG2_E))); // nearest
         let r = _mm512_fnmadd_ps(n, splat(-2.121_944_4e-4), _mm512_fnmadd_ps(n, splat(0.693_359_4), x));
         let mut p = splat(1.987_569_1e-4);
@@ -217,7 +222,7 @@ mod avx512 {
                 let zt = _mm512_add_ps(_mm512_maskz_loadu_ps(m, t.add(j)), _mm512_maskz_loadu_ps(m, b.add(w + j)));
                 let hv = match a {
                     Activation::Tanh => tanh(zh),
-                    Activation::Relu => _mm512_max_ps(zh, _mm512_setzero_ps()),
+                    Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), zh), // zh second: NaN stays NaN
                 };
                 let tv = sigmoid(zt);
                 let xv = _mm512_maskz_loadu_ps(m, x.add(j));

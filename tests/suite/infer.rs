@@ -80,14 +80,14 @@ fn the_fused_kernel_and_the_product_path_infer_alike_and_as_libtorch_does() {
     }
 }
 
-/// A NaN in one gate's weights (a diverged model) shows as a NaN loss on both paths, as in
-/// libtorch's forward: the kernel's σ does not pass it off as a closed or open gate.
+/// A NaN in one weight of a gate or of H (a diverged model) shows as a NaN loss on both paths,
+/// as in libtorch's forward: neither σ's clamp nor relu passes it off as a number.
 #[test]
-fn a_nan_gate_weight_is_not_hidden_by_either_path() {
-    for act in [Activation::Tanh, Activation::Relu] {
+fn a_nan_weight_is_not_hidden_by_either_path() {
+    for (act, part) in [Activation::Tanh, Activation::Relu].into_iter().flat_map(|a| [(a, "gate"), (a, "block")]) {
         let m = model(act);
         tch::no_grad(|| {
-            let _ = m.param("layers.3.gate.weight").unwrap().get(5).get(2).fill_(f64::NAN);
+            let _ = m.param(&format!("layers.3.{part}.weight")).unwrap().get(5).get(2).fill_(f64::NAN);
         });
         let (px, y) = pixels();
         let want = tch::no_grad(|| m.forward(&(px.to_kind(Kind::Float) / 255.0), ForwardOpts::default()).logits);
@@ -95,10 +95,10 @@ fn a_nan_gate_weight_is_not_hidden_by_either_path() {
         for fused in [true, false] {
             let infer = Infer::with_kernel(&m, 2, fused).unwrap();
             let (loss, _) = infer.evaluate(&px, &y, None);
-            assert!(loss.is_nan(), "{act:?} fused {fused}: loss {loss}, not NaN");
+            assert!(loss.is_nan(), "{act:?} {part} fused {fused}: loss {loss}, not NaN");
             // a lesion of the NaN layer replays from its clean input: finite again
             let sums = infer.lesion_sums(&px, &y, &mut |_| {});
-            assert!(sums[0].0.is_nan() && sums[5].0.is_nan() && sums[3].0.is_finite(), "{act:?} fused {fused}: {sums:?}");
+            assert!(sums[0].0.is_nan() && sums[5].0.is_nan() && sums[3].0.is_finite(), "{act:?} {part} fused {fused}: {sums:?}");
         }
     }
 }
