@@ -37,7 +37,8 @@ const TANH_SCALE: f32 = -2.0 * std::f32::consts::LOG2_E;
 /// `[width + 1][16]`: row 0 the biases (H's 8, then T's 8), row k + 1 the weights of input k.
 /// When the last block would hold 4 units or fewer, it is a narrow block, `[width + 1][8]`
 /// (H's 4, then T's 4), and takes half the products (a width of 50 is 6 blocks and a narrow
-/// one). Units past the width are zero.
+/// one). Units past the width are zero. T's values are scaled by [`T_SCALE`], tanh's H's by
+/// [`TANH_SCALE`].
 pub struct Packed {
     width: usize,
     activation: Activation,
