@@ -3,6 +3,9 @@
 //! pointwise pass, and one snapshot's probe pass (10,000 probe examples and 32 samples) with and
 //! without the test accuracy. Rounds alternate so that machine noise hits each alike; the best
 //! round of each is printed. Two kernel threads, libtorch kept to one (as the trainer runs).
+//! Last, the fused evaluation's rate is set against this machine's FMA peak (measured as
+//! `gatescope bench` does), and so is a lesion of every layer (60,000 + 10,000 images): the
+//! time its highway products alone would take at the peak, and at the rate measured here.
 //! Run: `scripts/bench inference` (sets up libtorch first) or `cargo bench --bench inference`.
 
 use std::path::Path;
@@ -52,4 +55,25 @@ fn main() {
         println!("  {name:<50} {:>7.1} ms", s * 1e3);
     }
     println!("  fused kernel / product + pointwise: {:.2}× faster", best[1] / best[0]);
+
+    // FLOP of a highway layer's products for one image: H and T, [w] × [w, w] each, 2 a MAC
+    let (w, layers) = (m.model.arch.width as f64, (m.model.arch.depth - 1) as f64);
+    let per_image_layer = 4.0 * w * w;
+    let rate = test.x.size()[0] as f64 * layers * per_image_layer / best[0] / 1e9;
+    // a lesion pass: every image through all layers once, then each lesion l replays the
+    // layers after l: L + L(L − 1)/2 image-layers
+    let lesion_flop = 70_000.0 * (layers + layers * (layers - 1.0) / 2.0) * per_image_layer / 1e9;
+    match gatescope::bench::peak::measure(2) {
+        Some(peak) => {
+            let p = peak.gflop_per_s;
+            println!("this machine's FMA peak, 2 threads ({}): {p:.1} GFLOP/s", peak.isa);
+            println!("  fused evaluation, highway products only: {rate:.1} GFLOP/s, {:.0} % of the peak", 100.0 * rate / p);
+            println!(
+                "  lesion of every layer, 60,000 + 10,000 images: {lesion_flop:.0} GFLOP of highway products, {:.1} s at the peak, {:.1} s at the rate above",
+                lesion_flop / p,
+                lesion_flop / rate
+            );
+        }
+        None => println!("  (no AVX2 + FMA here: no FMA peak to compare with)"),
+    }
 }
