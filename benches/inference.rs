@@ -4,7 +4,7 @@
 //! without the test accuracy. Rounds alternate so that machine noise hits each alike; the best
 //! round of each is printed. Two kernel threads, libtorch kept to one (as the trainer runs).
 //! Last, the fused evaluation's rate is set against this machine's FMA peak (measured as
-//! `gatescope bench` does), and so is a lesion of every layer (60,000 + 10,000 images): the
+//! `gatescope bench` does), and so is a lesion of every layer (the training and test images): the
 //! time its highway products alone would take at the peak, and at the rate measured here.
 //! Run: `scripts/bench inference` (sets up libtorch first) or `cargo bench --bench inference`.
 
@@ -60,16 +60,17 @@ fn main() {
     let (w, layers) = (m.model.arch.width as f64, (m.model.arch.depth - 1) as f64);
     let per_image_layer = 4.0 * w * w;
     let rate = test.x.size()[0] as f64 * layers * per_image_layer / best[0] / 1e9;
-    // a lesion pass: every image through all layers once, then each lesion l replays the
-    // layers after l: L + L(L − 1)/2 image-layers
-    let lesion_flop = 70_000.0 * (layers + layers * (layers - 1.0) / 2.0) * per_image_layer / 1e9;
+    // a lesion pass over the training and test images: every image through all layers once,
+    // then each lesion l replays the layers after l: L + L(L − 1)/2 image-layers
+    let (train, test_n) = (m.data.train.len(), m.data.test.len());
+    let lesion_flop = (train + test_n) as f64 * (layers + layers * (layers - 1.0) / 2.0) * per_image_layer / 1e9;
     match gatescope::bench::peak::measure(2) {
         Some(peak) => {
             let p = peak.gflop_per_s;
             println!("this machine's FMA peak, 2 threads ({}): {p:.1} GFLOP/s", peak.isa);
             println!("  fused evaluation, highway products only: {rate:.1} GFLOP/s, {:.0} % of the peak", 100.0 * rate / p);
             println!(
-                "  lesion of every layer, 60,000 + 10,000 images: {lesion_flop:.0} GFLOP of highway products, {:.1} s at the peak, {:.1} s at the rate above",
+                "  lesion of every layer, {train} + {test_n} images: {lesion_flop:.0} GFLOP of highway products, {:.1} s at the peak, {:.1} s at the rate above",
                 lesion_flop / p,
                 lesion_flop / rate
             );

@@ -15,8 +15,8 @@
 //! polynomial is an add, off the FMA ports the product needs. Against computing e^−z from z,
 //! a lesion of every layer took 10.28 s against 10.60 s (the `seconds` it reports, mean of ten
 //! alternating pairs: 3 % faster; no error count changed; σ within 2.3e-7 relative either
-//! way). σ's division is a true division (its own unit; `rcp` and a Newton step measured no
-//! faster and are 2 ulp off). Runs where the CPU has AVX2 and FMA ([`Packed::new`] says None
+//! way). σ's division is a true division (beside the product each one costs about a cycle of FMA
+//! throughput, measured; `rcp` and a Newton step measured no faster and are 2 ulp off). Runs where the CPU has AVX2 and FMA ([`Packed::new`] says None
 //! otherwise). Inference only: in the training step (shards of 64 rows, weights repacked every
 //! step) it measured no faster than `gemm`.
 
