@@ -51,32 +51,54 @@ pub fn lesionable_layers(model: &Model) -> anyhow::Result<Vec<usize>> {
     }
 }
 
-/// Lesions every layer in turn on `train` and `test`. `progress(done, total)` is called
-/// after each (chunk, layer).
+/// How far [`lesion_all`] has got.
+pub struct Progress {
+    /// Steps done of `total`: examples (the CPU kernels), or passes.
+    pub done: usize,
+    pub total: usize,
+    /// Figure 4 over the examples summed so far, where the analysis sums as it goes (the CPU
+    /// kernels, a block of rows at a time): the training set's first examples, then all of them
+    /// and the test set's first. A split not begun has no examples and NaN scores.
+    pub so_far: Option<LesionReport>,
+}
+
+/// Lesions every layer in turn on `train` and `test`. `progress` is called after each block
+/// of rows (the CPU kernels) or each (chunk, layer).
 pub fn lesion_all(
     model: &Model,
     source: &str,
     dataset: &str,
     train: &Tensors,
     test: &Tensors,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<LesionReport> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
     if let Some(infer) = infer::Infer::new(model, cpu::threads()) {
         // the CPU kernels: every lesion in one pass over blocks of rows
         let total = (train.x.size()[0] + test.x.size()[0]) as usize;
-        let tr = cpu_tally(&infer, train, 0, total, progress);
+        let so_far = |tr: &Tally, te: &Tally| {
+            let s = t0.elapsed().as_secs_f64();
+            let mut r = report(source, dataset, &layers, (tr, te), (s, s));
+            if te.n == 0 {
+                r.baseline_test = Score { loss: f64::NAN, accuracy: f64::NAN };
+                r.layers.iter_mut().for_each(|row| row.test = r.baseline_test);
+            }
+            r
+        };
+        let none = Tally::new(layers.len() + 1);
+        let tr = cpu_tally(&infer, train, &mut |t| progress(Progress { done: t.n, total, so_far: Some(so_far(t, &none)) }));
         let train_seconds = t0.elapsed().as_secs_f64();
-        let te = cpu_tally(&infer, test, tr.n, total, progress);
-        return Ok(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())));
+        let te = cpu_tally(&infer, test, &mut |t| progress(Progress { done: tr.n + t.n, total, so_far: Some(so_far(&tr, t)) }));
+        return Ok(report(source, dataset, &layers, (&tr, &te), (train_seconds, t0.elapsed().as_secs_f64())));
     }
+    let mut progress = |done, total| progress(Progress { done, total, so_far: None });
     if conv_cpu::runs(model) {
         let total = 2 * (layers.len() + 1);
         let tr = conv_tally(model, &layers, train, &mut |row| progress(row, total));
         let train_seconds = t0.elapsed().as_secs_f64();
         let te = conv_tally(model, &layers, test, &mut |row| progress(layers.len() + 1 + row, total));
-        return Ok(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())));
+        return Ok(report(source, dataset, &layers, (&tr, &te), (train_seconds, t0.elapsed().as_secs_f64())));
     }
     let depth = model.arch.depth;
     let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
@@ -120,13 +142,19 @@ pub fn lesion_all(
     let tr = tally(train);
     let train_seconds = t0.elapsed().as_secs_f64();
     let te = tally(test);
-    Ok(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())))
+    Ok(report(source, dataset, &layers, (&tr, &te), (train_seconds, t0.elapsed().as_secs_f64())))
 }
 
-/// A split's tally by the CPU kernels; `progress(offset + rows done, total)`.
-fn cpu_tally(infer: &infer::Infer, t: &Tensors, offset: usize, total: usize, progress: &mut dyn FnMut(usize, usize)) -> Tally {
-    let sums = infer.lesion_sums(&t.x, &t.y, &mut |rows| progress(offset + rows, total));
-    Tally { loss: sums.iter().map(|s| s.0).collect(), correct: sums.iter().map(|s| s.1).collect(), n: t.x.size()[0] as usize }
+/// A split's tally by the CPU kernels; `so_far(the tally of the rows summed so far)` after
+/// each block.
+fn cpu_tally(infer: &infer::Infer, t: &Tensors, so_far: &mut dyn FnMut(&Tally)) -> Tally {
+    let tally = |rows, sums: &[(f64, f64)]| Tally {
+        loss: sums.iter().map(|s| s.0).collect(),
+        correct: sums.iter().map(|s| s.1).collect(),
+        n: rows,
+    };
+    let sums = infer.lesion_sums(&t.x, &t.y, &mut |rows, sums| so_far(&tally(rows, sums)));
+    tally(t.x.size()[0] as usize, &sums)
 }
 
 /// A split's tally of a conv net by [`conv_cpu::evaluate`], a full pass per lesion;
@@ -145,7 +173,7 @@ fn conv_tally(model: &Model, layers: &[usize], t: &Tensors, progress: &mut dyn F
     tally
 }
 
-fn report(source: &str, dataset: &str, layers: &[usize], (tr, te): (Tally, Tally), (train_seconds, seconds): (f64, f64)) -> LesionReport {
+fn report(source: &str, dataset: &str, layers: &[usize], (tr, te): (&Tally, &Tally), (train_seconds, seconds): (f64, f64)) -> LesionReport {
     LesionReport {
         model: source.into(),
         dataset: dataset.into(),

@@ -204,9 +204,9 @@ impl Loaded {
         crate::lesion::lesionable_layers(&self.model)
     }
 
-    /// Figure 4: every layer lesioned in turn, on the full training and test sets;
-    /// `progress(done, total)` after each pass.
-    pub fn lesion_all(&self, progress: &mut dyn FnMut(usize, usize)) -> anyhow::Result<LesionReport> {
+    /// Figure 4: every layer lesioned in turn, on the full training and test sets; `progress`
+    /// as [`crate::lesion::lesion_all`] calls it.
+    pub fn lesion_all(&self, progress: &mut dyn FnMut(crate::lesion::Progress)) -> anyhow::Result<LesionReport> {
         self.lesionable()?;
         let device = self.model.flat.device();
         let (tr, te) = (Tensors::train(&self.data).to_device(device), Tensors::test(&self.data).to_device(device));

@@ -405,7 +405,8 @@ fn lesion_model(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> a
     let m = session::open_model(path, data_dir, device)?;
     m.lesionable().with_context(|| format!("{}", path.display()))?;
     let bar = progress::bar(0, "lesioning", false);
-    let report = m.lesion_all(&mut progress::counter(&bar))?;
+    let mut count = progress::counter(&bar);
+    let report = m.lesion_all(&mut |p| count(p.done, p.total))?;
     bar.finish_and_clear();
     Ok(report)
 }

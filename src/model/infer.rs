@@ -9,6 +9,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use tch::{Kind, Tensor};
 
@@ -263,13 +264,16 @@ impl<'m> Infer<'m> {
 
     /// Loss and correct predictions summed over `x`, `y`: row 0 with no lesion, row l with
     /// highway layer l lesioned (each lesion replays only the layers after it from the cached
-    /// input of layer l). `tick(rows done)` after each block.
-    pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize)) -> Vec<(f64, f64)> {
+    /// input of layer l). `tick(rows, sums)` after each block: the sums so far over the blocks
+    /// finished (`rows` of them, in the order the threads finished them), and last the result
+    /// (summed in block order, so that it does not depend on the threads).
+    pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize, &[Scored])) -> Vec<Scored> {
         let (lay, p) = (&self.layout, self.params);
         let (yt, n) = host::<i64>(y);
         // SAFETY: a contiguous CPU tensor of this length, alive for the pass
         let ys = unsafe { slice_of::<i64>(&yt, n) };
         let (w, l, stride) = (lay.width, lay.layers(), self.block * lay.width);
+        let so_far = Mutex::new((0, vec![(0f64, 0f64); l + 1]));
         let blocks = with_input(x, |input| {
             self.blocks(
                 (n, l + 1),
@@ -287,20 +291,23 @@ impl<'m> Infer<'m> {
                         matmul(&mut buf.logits[..r.len() * c], (r.len(), c, w), false, rows(out, w), tr(&p[lay.wo..], w));
                         sums.push(score(&mut buf.logits[..r.len() * c], bo, labels));
                     }
+                    let mut f = so_far.lock().expect("a lesion thread panicked");
+                    f.0 += r.len();
+                    add(&mut f.1, &sums);
                     sums
                 },
-                &mut |d| {
-                    tick(d);
+                &mut |_| {
+                    let (rows, sums) = so_far.lock().expect("a lesion thread panicked").clone();
+                    tick(rows, &sums);
                     true
                 },
             )
         });
         let mut total = vec![(0f64, 0f64); l + 1];
         for sums in blocks.expect("never cancelled") {
-            for (t, s) in total.iter_mut().zip(sums) {
-                *t = (t.0 + s.0, t.1 + s.1);
-            }
+            add(&mut total, &sums);
         }
+        tick(n, &total);
         total
     }
 
@@ -430,6 +437,16 @@ fn with_input<R>(x: &Tensor, f: impl FnOnce(Input) -> R) -> R {
 /// Whether [`Infer`] runs `model` (a highway MLP with contiguous f32 parameters on the CPU).
 pub fn runs(model: &Model) -> bool {
     Layout::of(model).is_some()
+}
+
+/// Loss and correct predictions, summed over rows.
+pub type Scored = (f64, f64);
+
+/// Adds a block's sums into `total`.
+fn add(total: &mut [Scored], sums: &[Scored]) {
+    for (t, s) in total.iter_mut().zip(sums) {
+        *t = (t.0 + s.0, t.1 + s.1);
+    }
 }
 
 /// Summed loss and correct predictions of logits ([rows, classes], before the bias `bo`).

@@ -60,8 +60,13 @@ pub enum Reply {
         lesion: Option<usize>,
     },
     Lesions(LesionReport),
-    /// Progress of `LesionAll`: (done, total).
-    Progress(usize, usize),
+    /// Progress of `LesionAll`: steps done of the total, and Figure 4 over the examples done
+    /// so far, where the analysis sums as it goes.
+    Progress {
+        done: usize,
+        total: usize,
+        so_far: Option<Box<LesionReport>>,
+    },
     /// Progress of a probe pass: (examples done, total).
     Probing(usize, usize),
     /// A probe pass was cancelled.

@@ -129,10 +129,10 @@ fn answer(s: &mut Served, req: Request, send: &dyn Fn(anyhow::Result<Reply>) -> 
         Request::Probe => Ok(probe(s, send)),
         Request::LesionAll => {
             let mut last = std::time::Instant::now();
-            let r = s.model.lesion_all(&mut |d, t| {
+            let r = s.model.lesion_all(&mut |p| {
                 if last.elapsed().as_millis() > 200 {
                     last = std::time::Instant::now();
-                    send(Ok(Reply::Progress(d, t)));
+                    send(Ok(Reply::Progress { done: p.done, total: p.total, so_far: p.so_far.map(Box::new) }));
                 }
             })?;
             Ok(Reply::Lesions(r))

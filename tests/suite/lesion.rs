@@ -25,8 +25,13 @@ fn arch(family: Family, activation: Activation) -> Arch {
 
 /// 300 inputs spread enough that the gates differ across examples, labels from a fixed rule.
 fn data(seed: i64) -> Tensors {
+    rows(seed, 300)
+}
+
+/// `n` inputs as [`data`]'s.
+fn rows(seed: i64, n: i64) -> Tensors {
     tch::manual_seed(seed);
-    let x = Tensor::randn([300, 12], (Kind::Float, tch::Device::Cpu)) * 1.5;
+    let x = Tensor::randn([n, 12], (Kind::Float, tch::Device::Cpu)) * 1.5;
     let y = x.narrow(1, 0, 4).argmax(-1, false);
     Tensors { x, y }
 }
@@ -48,7 +53,7 @@ fn replay_equals_full_lesioned_forwards() {
         let model = Model::new(arch(Family::Highway, act), 3).unwrap();
         scramble_biases(&model);
         let (tr, te) = (data(1), data(2));
-        let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_, _| {}).unwrap();
+        let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap();
         assert_eq!(report.layers.len(), 6);
         let (base_loss, base_acc) = model.evaluate(&tr.x, &tr.y, ForwardOpts::default());
         assert!((report.baseline_train.loss - base_loss).abs() < 1e-5, "{act:?}: {} vs {base_loss}", report.baseline_train.loss);
@@ -80,7 +85,7 @@ fn lesioning_a_layer_whose_gates_are_shut_changes_nothing() {
         let _ = model.param("layers.3.gate.weight").unwrap().fill_(0.0);
     });
     let (tr, te) = (data(1), data(2));
-    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_, _| {}).unwrap();
+    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap();
     let shut = report.layers.iter().find(|r| r.layer == 3).unwrap();
     assert_eq!(shut.train, report.baseline_train);
     assert_eq!(shut.test, report.baseline_test);
@@ -93,12 +98,52 @@ fn lesioning_a_layer_whose_gates_are_shut_changes_nothing() {
 fn residual_lesions_drop_a_branch_and_plain_nets_are_refused() {
     let model = Model::new(arch(Family::Residual, Activation::Relu), 4).unwrap();
     let (tr, te) = (data(1), data(2));
-    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_, _| {}).unwrap();
+    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap();
     let (loss, _) = model.evaluate(&tr.x, &tr.y, ForwardOpts { trace: false, lesion: Some(4), ..Default::default() });
     assert!((report.layers[3].train.loss - loss).abs() < 1e-6);
     assert_ne!(report.layers[3].train.loss, report.baseline_train.loss);
 
     let plain = Model::new(arch(Family::Plain, Activation::Tanh), 4).unwrap();
-    let err = lesion_all(&plain, "test", "synthetic", &tr, &te, &mut |_, _| {}).unwrap_err();
+    let err = lesion_all(&plain, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("plain net"), "{err}");
+}
+
+/// The CPU kernels report Figure 4 as they sum it, a block of rows at a time: the training set
+/// first (the test set's scores NaN until it begins), then the test set; the figure over all
+/// the rows is the report's.
+#[test]
+fn the_kernels_lesion_shows_figure_4_so_far() {
+    let model = Model::new(arch(Family::Highway, Activation::Tanh), 3).unwrap();
+    scramble_biases(&model);
+    assert!(gatescope::model::infer::runs(&model), "the test is of the CPU kernels' pass");
+    // many blocks of rows each
+    let (tr, te) = (rows(1, 4000), rows(2, 1500));
+    let mut seen = Vec::new();
+    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |p| seen.push(p)).unwrap();
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done), "progress only grows");
+    assert!(seen.iter().all(|p| p.total == 5500), "the total is both splits' examples");
+    let so_far: Vec<_> = seen.iter().map(|p| p.so_far.as_ref().expect("the kernels sum as they go")).collect();
+    for (p, r) in seen.iter().zip(&so_far) {
+        assert_eq!(p.done, r.train_examples + r.test_examples);
+        assert_eq!(r.layers.len(), report.layers.len());
+        // every estimate counts whole examples right
+        let correct = r.baseline_train.accuracy * r.train_examples as f64;
+        assert!((correct - correct.round()).abs() < 1e-6, "{correct} correct predictions");
+        if r.test_examples == 0 {
+            assert!(r.baseline_test.loss.is_nan() && r.layers.iter().all(|l| l.test.accuracy.is_nan()), "no test examples yet: NaN");
+        } else {
+            assert_eq!(r.train_examples, 4000, "the test set comes after the whole training set");
+        }
+    }
+    assert!(so_far.iter().any(|r| r.train_examples > 0 && r.train_examples < 4000), "an estimate before the training set was done");
+    assert!(so_far.iter().any(|r| r.test_examples > 0 && r.test_examples < 1500), "an estimate before the test set was done");
+    // the figure over all the training rows, then over all the rows, is the report's
+    let trained = so_far.iter().rfind(|r| r.test_examples == 0).expect("the training set's figure");
+    assert_eq!(trained.train_examples, 4000);
+    assert_eq!(
+        (trained.baseline_train, &trained.layers.iter().map(|l| l.train).collect::<Vec<_>>()),
+        (report.baseline_train, &report.layers.iter().map(|l| l.train).collect())
+    );
+    let last = so_far.last().unwrap();
+    assert_eq!((last.baseline_train, last.baseline_test, &last.layers), (report.baseline_train, report.baseline_test, &report.layers));
 }

@@ -537,8 +537,15 @@ fn the_lesion_panel_lesions_a_layer_live_and_exports_figure_4() {
     h.get_by_label("Figure 4: lesions").click();
     h.run();
     h.get_by_label("Lesion every layer (train and test sets)").click();
+    // while it runs, Figure 4 over the examples done so far
+    step_until_within(&mut h, 900, |a| a.panels.lesion.so_far.is_some() || a.panels.lesion.report.is_some());
+    let so_far = h.state().panels.lesion.so_far.clone().expect("Figure 4 so far, before the report");
+    assert!(so_far.train_examples > 0 && so_far.train_examples + so_far.test_examples < 70_000, "{so_far:?}");
+    assert_eq!(so_far.layers.len(), 49);
+    h.get_by_label_contains("Figure 4 so far, over");
     // 49 layers on 70,000 examples: seconds in release, about a minute in the test profile
     step_until_within(&mut h, 900, |a| a.panels.lesion.report.is_some());
+    assert!(h.state().panels.lesion.so_far.is_none(), "the estimate goes with the report");
     let r = h.state().panels.lesion.report.clone().unwrap();
     assert_eq!(r.layers.len(), 49);
     assert_eq!(r.train_examples, 60_000);

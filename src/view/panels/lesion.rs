@@ -15,6 +15,8 @@ pub struct LesionPanel {
     pub report: Option<LesionReport>,
     /// Progress of a running lesion analysis: (done, total).
     pub progress: Option<(usize, usize)>,
+    /// Figure 4 over the examples the running analysis has done so far (shown until it ends).
+    pub so_far: Option<LesionReport>,
     /// Waiting for the model to answer a lesion request.
     pub waiting: bool,
     /// The layer in the lesion picker.
@@ -38,7 +40,9 @@ impl LesionPanel {
             Some(l) => ui.label(format!("Layer {l} lesioned: its gates are closed (T = 0) in every view until cleared.")),
             None => ui.label("No layer lesioned."),
         };
-        let Some(r) = &self.report else {
+        // while an analysis runs, its figure so far; else the last report
+        let running = self.so_far.as_ref().filter(|_| self.progress.is_some());
+        let Some(r) = running.or(self.report.as_ref()) else {
             if shown.model.is_none() {
                 ui.label("Open a model file to lesion it live, or a lesion report (gatescope lesion --out FILE.json).");
                 let (model, report) = (Example::first(ExampleKind::Model), Example::first(ExampleKind::LesionReport));
@@ -53,10 +57,21 @@ impl LesionPanel {
             }
             return;
         };
-        let text = format!(
-            "{}: error with all gates of one layer closed, {} training and {} test examples ({:.1} s). Dashed: no lesion. Click a bar to lesion that layer.",
-            r.dataset, r.train_examples, r.test_examples, r.seconds
-        );
+        let text = if running.is_some() {
+            let test = match r.test_examples {
+                0 => "the test set next".to_string(),
+                n => format!("{n} test examples"),
+            };
+            format!(
+                "Figure 4 so far, over {} training examples and {test}: an estimate that sharpens until the analysis ends.",
+                r.train_examples
+            )
+        } else {
+            format!(
+                "{}: error with all gates of one layer closed, {} training and {} test examples ({:.1} s). Dashed: no lesion. Click a bar to lesion that layer.",
+                r.dataset, r.train_examples, r.test_examples, r.seconds
+            )
+        };
         ui.label(text);
         if let Some(l) = plot(ui, &figures::figure4(r), shown.lesioned) {
             if lesionable.contains(&l) {
@@ -102,7 +117,8 @@ fn plot(ui: &mut egui::Ui, fig: &figures::Figure4, lesioned: Option<usize>) -> O
             }
         })
         .collect();
-    let test: egui_plot::PlotPoints = fig.test.iter().map(|&(l, e)| [l as f64, e]).collect::<Vec<_>>().into();
+    // (a test set not begun yet has no points)
+    let test: egui_plot::PlotPoints = fig.test.iter().filter(|p| p.1.is_finite()).map(|&(l, e)| [l as f64, e]).collect::<Vec<_>>().into();
     let ((bt, bt_label), (be, be_label)) = (fig.baseline_train.clone(), fig.baseline_test.clone());
     let baseline = ui.visuals().text_color();
     let resp = egui_plot::Plot::new("lesions")
@@ -118,7 +134,9 @@ fn plot(ui: &mut egui::Ui, fig: &figures::Figure4, lesioned: Option<usize>) -> O
             p.bar_chart(egui_plot::BarChart::new(fig.train_label.as_str(), bars).color(egui::Color32::from_rgb(59, 81, 139)));
             p.line(egui_plot::Line::new(fig.test_label.as_str(), test).color(LESIONED));
             p.hline(egui_plot::HLine::new(bt_label, bt).style(egui_plot::LineStyle::dashed_loose()).color(baseline));
-            p.hline(egui_plot::HLine::new(be_label, be).style(egui_plot::LineStyle::dashed_dense()).color(LESIONED));
+            if be.is_finite() {
+                p.hline(egui_plot::HLine::new(be_label, be).style(egui_plot::LineStyle::dashed_dense()).color(LESIONED));
+            }
         });
     if !resp.response.clicked() {
         return None;
