@@ -63,17 +63,21 @@ pub struct Progress {
 }
 
 /// Lesions every layer in turn on `train` and `test`. `progress` is called after each block
-/// of rows (the CPU kernels) or each (chunk, layer).
+/// of rows (the CPU kernels) or each (chunk, layer); when it returns false the analysis stops
+/// and returns None.
 pub fn lesion_all(
     model: &Model,
     source: &str,
     dataset: &str,
     train: &Tensors,
     test: &Tensors,
-    progress: &mut dyn FnMut(Progress),
-) -> anyhow::Result<LesionReport> {
+    progress: &mut dyn FnMut(Progress) -> bool,
+) -> anyhow::Result<Option<LesionReport>> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
+    let done = |tr: &Tally, te: &Tally, train_seconds: f64| {
+        Some(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())))
+    };
     if let Some(infer) = infer::Infer::new(model, cpu::threads()) {
         // the CPU kernels: every lesion in one pass over blocks of rows
         let total = (train.x.size()[0] + test.x.size()[0]) as usize;
@@ -87,28 +91,36 @@ pub fn lesion_all(
             r
         };
         let none = Tally::new(layers.len() + 1);
-        let tr = cpu_tally(&infer, train, &mut |t| progress(Progress { done: t.n, total, so_far: Some(so_far(t, &none)) }));
+        let Some(tr) = cpu_tally(&infer, train, &mut |t| progress(Progress { done: t.n, total, so_far: Some(so_far(t, &none)) })) else {
+            return Ok(None);
+        };
         let train_seconds = t0.elapsed().as_secs_f64();
         let te = cpu_tally(&infer, test, &mut |t| progress(Progress { done: tr.n + t.n, total, so_far: Some(so_far(&tr, t)) }));
-        return Ok(report(source, dataset, &layers, (&tr, &te), (train_seconds, t0.elapsed().as_secs_f64())));
+        return Ok(te.and_then(|te| done(&tr, &te, train_seconds)));
     }
     let mut progress = |done, total| progress(Progress { done, total, so_far: None });
     if conv_cpu::runs(model) {
         let total = 2 * (layers.len() + 1);
-        let tr = conv_tally(model, &layers, train, &mut |row| progress(row, total));
+        let Some(tr) = conv_tally(model, &layers, train, &mut |row| progress(row, total)) else {
+            return Ok(None);
+        };
         let train_seconds = t0.elapsed().as_secs_f64();
         let te = conv_tally(model, &layers, test, &mut |row| progress(layers.len() + 1 + row, total));
-        return Ok(report(source, dataset, &layers, (&tr, &te), (train_seconds, t0.elapsed().as_secs_f64())));
+        return Ok(te.and_then(|te| done(&tr, &te, train_seconds)));
     }
     let depth = model.arch.depth;
     let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
     let chunk = model.arch.traced_chunk(CHUNK as usize, 1); // every layer's input
     let chunks = |t: &Tensors| (t.x.size()[0] + chunk - 1) / chunk;
     let total = (chunks(train) + chunks(test)) as usize * (layers.len() + 1);
-    let mut done = 0;
+    let mut steps = 0;
     let mut tally = |t: &Tensors| {
         let mut tally = Tally::new(layers.len() + 1);
         tally.n = t.x.size()[0] as usize;
+        let mut step = || {
+            steps += 1;
+            progress(steps, total)
+        };
         tch::no_grad(|| {
             for start in (0..t.x.size()[0]).step_by(chunk as usize) {
                 let len = chunk.min(t.x.size()[0] - start);
@@ -118,48 +130,52 @@ pub fn lesion_all(
                     // inputs[l − 1] = the input of layer l, each [len, width]
                     let inputs = replay.layer_inputs(&x, depth);
                     tally.add(0, &replay.logits(inputs.last().expect("depth ≥ 1")), &y);
-                    done += 1;
-                    progress(done, total);
+                    if !step() {
+                        return None;
+                    }
                     for (row, &l) in layers.iter().enumerate() {
                         let logits = replay.forward_from(&inputs[l - 1], l + 1, depth, None);
                         tally.add(row + 1, &logits, &y);
-                        done += 1;
-                        progress(done, total);
+                        if !step() {
+                            return None;
+                        }
                     }
                 } else {
                     for row in 0..=layers.len() {
                         let lesion = (row > 0).then(|| layers[row - 1]);
                         let logits = model.forward(&x, ForwardOpts { trace: false, lesion, ..Default::default() }).logits;
                         tally.add(row, &logits, &y);
-                        done += 1;
-                        progress(done, total);
+                        if !step() {
+                            return None;
+                        }
                     }
                 }
             }
-        });
-        tally
+            Some(tally)
+        })
     };
-    let tr = tally(train);
+    let Some(tr) = tally(train) else {
+        return Ok(None);
+    };
     let train_seconds = t0.elapsed().as_secs_f64();
-    let te = tally(test);
-    Ok(report(source, dataset, &layers, (&tr, &te), (train_seconds, t0.elapsed().as_secs_f64())))
+    Ok(tally(test).and_then(|te| done(&tr, &te, train_seconds)))
 }
 
 /// A split's tally by the CPU kernels; `so_far(the tally of the rows summed so far)` after
-/// each block.
-fn cpu_tally(infer: &infer::Infer, t: &Tensors, so_far: &mut dyn FnMut(&Tally)) -> Tally {
+/// each block; None if it returned false.
+fn cpu_tally(infer: &infer::Infer, t: &Tensors, so_far: &mut dyn FnMut(&Tally) -> bool) -> Option<Tally> {
     let tally = |rows, sums: &[(f64, f64)]| Tally {
         loss: sums.iter().map(|s| s.0).collect(),
         correct: sums.iter().map(|s| s.1).collect(),
         n: rows,
     };
-    let sums = infer.lesion_sums(&t.x, &t.y, &mut |rows, sums| so_far(&tally(rows, sums)));
-    tally(t.x.size()[0] as usize, &sums)
+    let sums = infer.lesion_sums(&t.x, &t.y, &mut |rows, sums| so_far(&tally(rows, sums)))?;
+    Some(tally(t.x.size()[0] as usize, &sums))
 }
 
 /// A split's tally of a conv net by [`conv_cpu::evaluate`], a full pass per lesion;
-/// `progress(lesions done)`.
-fn conv_tally(model: &Model, layers: &[usize], t: &Tensors, progress: &mut dyn FnMut(usize)) -> Tally {
+/// `progress(lesions done)` after each; None if it returned false.
+fn conv_tally(model: &Model, layers: &[usize], t: &Tensors, progress: &mut dyn FnMut(usize) -> bool) -> Option<Tally> {
     let mut tally = Tally::new(layers.len() + 1);
     tally.n = t.x.size()[0] as usize;
     let n = tally.n as f64;
@@ -168,9 +184,11 @@ fn conv_tally(model: &Model, layers: &[usize], t: &Tensors, progress: &mut dyn F
         if let Some((loss, accuracy)) = conv_cpu::evaluate(model, &t.x, &t.y, lesion, cpu::threads()) {
             (tally.loss[row], tally.correct[row]) = (loss * n, (accuracy * n).round());
         }
-        progress(row + 1);
+        if !progress(row + 1) {
+            return None;
+        }
     }
-    tally
+    Some(tally)
 }
 
 fn report(source: &str, dataset: &str, layers: &[usize], (tr, te): (&Tally, &Tally), (train_seconds, seconds): (f64, f64)) -> LesionReport {

@@ -205,8 +205,8 @@ impl Loaded {
     }
 
     /// Figure 4: every layer lesioned in turn, on the full training and test sets; `progress`
-    /// as [`crate::lesion::lesion_all`] calls it.
-    pub fn lesion_all(&self, progress: &mut dyn FnMut(crate::lesion::Progress)) -> anyhow::Result<LesionReport> {
+    /// as [`crate::lesion::lesion_all`] calls it (None when it stopped the analysis).
+    pub fn lesion_all(&self, progress: &mut dyn FnMut(crate::lesion::Progress) -> bool) -> anyhow::Result<Option<LesionReport>> {
         self.lesionable()?;
         let device = self.model.flat.device();
         let (tr, te) = (Tensors::train(&self.data).to_device(device), Tensors::test(&self.data).to_device(device));

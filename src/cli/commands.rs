@@ -406,7 +406,11 @@ fn lesion_model(path: &Path, data_dir: Option<&Path>, device: DeviceChoice) -> a
     m.lesionable().with_context(|| format!("{}", path.display()))?;
     let bar = progress::bar(0, "lesioning", false);
     let mut count = progress::counter(&bar);
-    let report = m.lesion_all(&mut |p| count(p.done, p.total))?;
+    let report = m.lesion_all(&mut |p| {
+        count(p.done, p.total);
+        true
+    })?;
+    let Some(report) = report else { anyhow::bail!("the lesion analysis stopped before its end") };
     bar.finish_and_clear();
     Ok(report)
 }

@@ -266,8 +266,9 @@ impl<'m> Infer<'m> {
     /// highway layer l lesioned (each lesion replays only the layers after it from the cached
     /// input of layer l). `tick(rows, sums)` after each block: the sums so far over the blocks
     /// finished (`rows` of them, in the order the threads finished them), and last the result
-    /// (summed in block order, so that it does not depend on the threads).
-    pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize, &[Scored])) -> Vec<Scored> {
+    /// (summed in block order, so that it does not depend on the threads). None as soon as
+    /// `tick` returns false.
+    pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize, &[Scored]) -> bool) -> Option<Vec<Scored>> {
         let (lay, p) = (&self.layout, self.params);
         let (yt, n) = host::<i64>(y);
         // SAFETY: a contiguous CPU tensor of this length, alive for the pass
@@ -298,17 +299,16 @@ impl<'m> Infer<'m> {
                 },
                 &mut |_| {
                     let (rows, sums) = so_far.lock().expect("a lesion thread panicked").clone();
-                    tick(rows, &sums);
-                    true
+                    tick(rows, &sums)
                 },
             )
-        });
+        })?;
         let mut total = vec![(0f64, 0f64); l + 1];
-        for sums in blocks.expect("never cancelled") {
+        for sums in blocks {
             add(&mut total, &sums);
         }
         tick(n, &total);
-        total
+        Some(total)
     }
 
     /// Runs highway layers `from + 1..` (1-based) on the state `q` ([rows, width]),

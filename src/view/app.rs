@@ -208,7 +208,7 @@ impl ViewerApp {
             },
             Command::Select { index, follow } => (self.current, self.follow_live) = (index, follow),
             Command::SelectSample(k) => self.sample = k,
-            Command::CancelProbe => self.model.iter().for_each(|m| m.cancel()),
+            Command::Cancel => self.model.iter().for_each(|m| m.cancel()),
             Command::Probe => {
                 self.probing = Some((0, 1));
                 self.ask_model(Request::Probe);

@@ -54,8 +54,9 @@ pub enum Command {
         follow: bool,
     },
     SelectSample(usize),
-    /// Stop the open model's probe pass (the maps keep the weights only).
-    CancelProbe,
+    /// Stop the open model's work under way: a probe pass (the maps keep the weights only) or
+    /// a lesion analysis.
+    Cancel,
     /// Probe the open model again.
     Probe,
     /// Show a layer in the layer inspector.

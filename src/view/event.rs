@@ -71,6 +71,8 @@ pub enum Reply {
     Probing(usize, usize),
     /// A probe pass was cancelled.
     ProbeCancelled,
+    /// A lesion analysis (`LesionAll`) was cancelled.
+    LesionsCancelled,
 }
 
 pub enum Event {

@@ -41,7 +41,7 @@ pub fn draw(ui: &mut egui::Ui, panels: &mut Panels, shown: &Shown, chrome: &mut 
                 let text = format!("probing the model: {d} of {t} examples (the gate biases are shown meanwhile)");
                 ui.add(egui::ProgressBar::new(d as f32 / t.max(1) as f32).text(text).desired_width(420.0));
                 if ui.button("Cancel").on_hover_text("Stop the probe pass; the maps keep what the weights alone show").clicked() {
-                    out.push(Command::CancelProbe);
+                    out.push(Command::Cancel);
                 }
             });
         }

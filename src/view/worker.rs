@@ -47,7 +47,7 @@ pub fn attach(path: PathBuf, header: Header, events: Events) {
 /// [`Event::Model`]s.
 pub struct ModelSession {
     requests: mpsc::Sender<Request>,
-    /// Set to cancel the probe pass under way.
+    /// Set to cancel the probe pass or lesion analysis under way.
     cancel: Arc<AtomicBool>,
     pub train_len: usize,
     /// Layers a lesion can close (empty for plain nets).
@@ -78,7 +78,8 @@ impl ModelSession {
         let _ = self.requests.send(r);
     }
 
-    /// Cancels the probe pass under way (its answer is [`Reply::ProbeCancelled`]).
+    /// Cancels the probe pass or lesion analysis under way (its answer is
+    /// [`Reply::ProbeCancelled`] or [`Reply::LesionsCancelled`]).
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
     }
@@ -134,8 +135,9 @@ fn answer(s: &mut Served, req: Request, send: &dyn Fn(anyhow::Result<Reply>) -> 
                     last = std::time::Instant::now();
                     send(Ok(Reply::Progress { done: p.done, total: p.total, so_far: p.so_far.map(Box::new) }));
                 }
+                !s.cancel.load(Ordering::SeqCst)
             })?;
-            Ok(Reply::Lesions(r))
+            Ok(r.map_or(Reply::LesionsCancelled, Reply::Lesions))
         }
     }
 }

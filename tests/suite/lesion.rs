@@ -53,7 +53,7 @@ fn replay_equals_full_lesioned_forwards() {
         let model = Model::new(arch(Family::Highway, act), 3).unwrap();
         scramble_biases(&model);
         let (tr, te) = (data(1), data(2));
-        let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap();
+        let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| true).unwrap().unwrap();
         assert_eq!(report.layers.len(), 6);
         let (base_loss, base_acc) = model.evaluate(&tr.x, &tr.y, ForwardOpts::default());
         assert!((report.baseline_train.loss - base_loss).abs() < 1e-5, "{act:?}: {} vs {base_loss}", report.baseline_train.loss);
@@ -85,7 +85,7 @@ fn lesioning_a_layer_whose_gates_are_shut_changes_nothing() {
         let _ = model.param("layers.3.gate.weight").unwrap().fill_(0.0);
     });
     let (tr, te) = (data(1), data(2));
-    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap();
+    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| true).unwrap().unwrap();
     let shut = report.layers.iter().find(|r| r.layer == 3).unwrap();
     assert_eq!(shut.train, report.baseline_train);
     assert_eq!(shut.test, report.baseline_test);
@@ -98,13 +98,13 @@ fn lesioning_a_layer_whose_gates_are_shut_changes_nothing() {
 fn residual_lesions_drop_a_branch_and_plain_nets_are_refused() {
     let model = Model::new(arch(Family::Residual, Activation::Relu), 4).unwrap();
     let (tr, te) = (data(1), data(2));
-    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap();
+    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| true).unwrap().unwrap();
     let (loss, _) = model.evaluate(&tr.x, &tr.y, ForwardOpts { trace: false, lesion: Some(4), ..Default::default() });
     assert!((report.layers[3].train.loss - loss).abs() < 1e-6);
     assert_ne!(report.layers[3].train.loss, report.baseline_train.loss);
 
     let plain = Model::new(arch(Family::Plain, Activation::Tanh), 4).unwrap();
-    let err = lesion_all(&plain, "test", "synthetic", &tr, &te, &mut |_| {}).unwrap_err();
+    let err = lesion_all(&plain, "test", "synthetic", &tr, &te, &mut |_| true).unwrap_err();
     assert!(err.to_string().contains("plain net"), "{err}");
 }
 
@@ -119,7 +119,12 @@ fn the_kernels_lesion_shows_figure_4_so_far() {
     // many blocks of rows each
     let (tr, te) = (rows(1, 4000), rows(2, 1500));
     let mut seen = Vec::new();
-    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |p| seen.push(p)).unwrap();
+    let report = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |p| {
+        seen.push(p);
+        true
+    })
+    .unwrap()
+    .unwrap();
     assert!(seen.windows(2).all(|w| w[0].done <= w[1].done), "progress only grows");
     assert!(seen.iter().all(|p| p.total == 5500), "the total is both splits' examples");
     let so_far: Vec<_> = seen.iter().map(|p| p.so_far.as_ref().expect("the kernels sum as they go")).collect();
@@ -146,4 +151,29 @@ fn the_kernels_lesion_shows_figure_4_so_far() {
     );
     let last = so_far.last().unwrap();
     assert_eq!((last.baseline_train, last.baseline_test, &last.layers), (report.baseline_train, report.baseline_test, &report.layers));
+}
+
+/// A progress callback that returns false stops the analysis there, with no report: on the
+/// CPU kernels (a block of rows at a time) and on libtorch's full passes (a pass at a time).
+#[test]
+fn a_lesion_analysis_stops_when_asked() {
+    let (tr, te) = (rows(1, 4000), rows(2, 1500));
+    for family in [Family::Highway, Family::Residual] {
+        let model = Model::new(arch(family, Activation::Tanh), 3).unwrap();
+        let mut calls = 0;
+        let all = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {
+            calls += 1;
+            true
+        })
+        .unwrap();
+        assert!(all.is_some());
+        let mut stopped = 0;
+        let none = lesion_all(&model, "test", "synthetic", &tr, &te, &mut |_| {
+            stopped += 1;
+            stopped < 3
+        })
+        .unwrap();
+        assert!(none.is_none(), "{family:?}: stopped, no report");
+        assert!(stopped >= 3 && stopped < calls / 2, "{family:?}: {stopped} calls after asking to stop, of {calls} in all");
+    }
 }

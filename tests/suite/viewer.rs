@@ -461,7 +461,7 @@ fn a_model_shows_its_gate_biases_first_then_its_probe_which_can_be_cancelled() {
     assert_eq!(h.state().store.snapshots[0].gate_bias, first.gate_bias);
     // probe again and cancel at once: the pass stops and says so
     h.state_mut().queue(Command::Probe);
-    h.state_mut().queue(Command::CancelProbe);
+    h.state_mut().queue(Command::Cancel);
     h.run();
     step_until(&mut h, |a| a.status.starts_with("probe cancelled"));
     assert!(h.state().probing().is_none());
@@ -536,6 +536,13 @@ fn the_lesion_panel_lesions_a_layer_live_and_exports_figure_4() {
     // every layer in turn: the bar chart of Figure 4, then its export
     h.get_by_label("Figure 4: lesions").click();
     h.run();
+    // an analysis cancelled midway leaves no report
+    h.get_by_label("Lesion every layer (train and test sets)").click();
+    step_until(&mut h, |a| a.panels.lesion.progress.is_some_and(|(d, _)| d > 0));
+    h.get_by_label("Cancel").click();
+    step_until(&mut h, |a| a.status == "lesion analysis cancelled");
+    let p = &h.state().panels.lesion;
+    assert!(p.report.is_none() && p.progress.is_none() && p.so_far.is_none() && !p.waiting);
     h.get_by_label("Lesion every layer (train and test sets)").click();
     // while it runs, Figure 4 over the examples done so far
     step_until_within(&mut h, 900, |a| a.panels.lesion.so_far.is_some() || a.panels.lesion.report.is_some());

@@ -172,6 +172,10 @@ impl ViewerApp {
             }
             Ok(Reply::Progress { done, total, so_far }) => (lesion.progress, lesion.so_far) = (Some((done, total)), so_far.map(|r| *r)),
             Ok(Reply::Probing(d, t)) => self.probing = Some((d, t)),
+            Ok(Reply::LesionsCancelled) => {
+                (lesion.progress, lesion.so_far, lesion.waiting) = (None, None, false);
+                self.status = "lesion analysis cancelled".into();
+            }
             Ok(Reply::ProbeCancelled) => {
                 (lesion.waiting, self.probing) = (false, None);
                 self.status = "probe cancelled: the maps show the weights only (Probe again from Figure 2)".into();

@@ -85,6 +85,9 @@ impl LesionPanel {
         ui.horizontal(|ui| {
             if let Some((d, t)) = self.progress {
                 ui.add(egui::ProgressBar::new(d as f32 / t.max(1) as f32).text(format!("lesioning {d}/{t}")).desired_width(220.0));
+                if ui.button("Cancel").on_hover_text("Stop the lesion analysis (the figure so far goes)").clicked() {
+                    out.push(Command::Cancel);
+                }
             } else if ui.button("Lesion every layer (train and test sets)").clicked() {
                 out.push(Command::LesionAll);
             }
