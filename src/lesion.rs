@@ -75,39 +75,73 @@ pub fn lesion_all(
 ) -> anyhow::Result<Option<LesionReport>> {
     let layers = lesionable_layers(model)?;
     let t0 = std::time::Instant::now();
-    let done = |tr: &Tally, te: &Tally, train_seconds: f64| {
-        Some(report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64())))
+    let figure =
+        |tr: &Tally, te: &Tally, train_seconds| report(source, dataset, &layers, (tr, te), (train_seconds, t0.elapsed().as_secs_f64()));
+    let splits = if let Some(infer) = infer::Infer::new(model, cpu::threads()) {
+        cpu_splits(&infer, layers.len(), (train, test), t0, &|tr, te| figure(tr, te, t0.elapsed().as_secs_f64()), progress)
+    } else if conv_cpu::runs(model) {
+        conv_splits(model, &layers, (train, test), t0, progress)
+    } else {
+        torch_splits(model, &layers, (train, test), t0, progress)
     };
-    if let Some(infer) = infer::Infer::new(model, cpu::threads()) {
-        // the CPU kernels: every lesion in one pass over blocks of rows
-        let total = (train.x.size()[0] + test.x.size()[0]) as usize;
-        let so_far = |tr: &Tally, te: &Tally| {
-            let s = t0.elapsed().as_secs_f64();
-            let mut r = report(source, dataset, &layers, (tr, te), (s, s));
-            if te.n == 0 {
-                r.baseline_test = Score { loss: f64::NAN, accuracy: f64::NAN };
-                r.layers.iter_mut().for_each(|row| row.test = r.baseline_test);
-            }
-            r
-        };
-        let none = Tally::new(layers.len() + 1);
-        let Some(tr) = cpu_tally(&infer, train, &mut |t| progress(Progress { done: t.n, total, so_far: Some(so_far(t, &none)) })) else {
-            return Ok(None);
-        };
-        let train_seconds = t0.elapsed().as_secs_f64();
-        let te = cpu_tally(&infer, test, &mut |t| progress(Progress { done: tr.n + t.n, total, so_far: Some(so_far(&tr, t)) }));
-        return Ok(te.and_then(|te| done(&tr, &te, train_seconds)));
-    }
-    let mut progress = |done, total| progress(Progress { done, total, so_far: None });
-    if conv_cpu::runs(model) {
-        let total = 2 * (layers.len() + 1);
-        let Some(tr) = conv_tally(model, &layers, train, &mut |row| progress(row, total)) else {
-            return Ok(None);
-        };
-        let train_seconds = t0.elapsed().as_secs_f64();
-        let te = conv_tally(model, &layers, test, &mut |row| progress(layers.len() + 1 + row, total));
-        return Ok(te.and_then(|te| done(&tr, &te, train_seconds)));
-    }
+    Ok(splits.map(|(tr, te, train_seconds)| figure(&tr, &te, train_seconds)))
+}
+
+/// Both splits' tallies and the seconds the training set took (from `t0`); None if stopped.
+type Splits = Option<(Tally, Tally, f64)>;
+
+/// Both splits by the CPU kernels: every lesion (`lesions` of them) in one pass over blocks of
+/// rows, reporting the figure over the rows done so far (`figure` of the tallies; a split not
+/// begun NaN).
+fn cpu_splits(
+    infer: &infer::Infer,
+    lesions: usize,
+    (train, test): (&Tensors, &Tensors),
+    t0: std::time::Instant,
+    figure: &dyn Fn(&Tally, &Tally) -> LesionReport,
+    progress: &mut dyn FnMut(Progress) -> bool,
+) -> Splits {
+    let total = (train.x.size()[0] + test.x.size()[0]) as usize;
+    let so_far = |tr: &Tally, te: &Tally| {
+        let mut r = figure(tr, te);
+        if te.n == 0 {
+            r.baseline_test = Score { loss: f64::NAN, accuracy: f64::NAN };
+            r.layers.iter_mut().for_each(|row| row.test = r.baseline_test);
+        }
+        Some(r)
+    };
+    let none = Tally::new(lesions + 1);
+    let tr = cpu_tally(infer, train, &mut |t| progress(Progress { done: t.n, total, so_far: so_far(t, &none) }))?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let te = cpu_tally(infer, test, &mut |t| progress(Progress { done: tr.n + t.n, total, so_far: so_far(&tr, t) }))?;
+    Some((tr, te, train_seconds))
+}
+
+/// Both splits of a conv net on the CPU: a full pass per lesion.
+fn conv_splits(
+    model: &Model,
+    layers: &[usize],
+    (train, test): (&Tensors, &Tensors),
+    t0: std::time::Instant,
+    progress: &mut dyn FnMut(Progress) -> bool,
+) -> Splits {
+    let total = 2 * (layers.len() + 1);
+    let mut progress = |done| progress(Progress { done, total, so_far: None });
+    let tr = conv_tally(model, layers, train, &mut |row| progress(row))?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let te = conv_tally(model, layers, test, &mut |row| progress(layers.len() + 1 + row))?;
+    Some((tr, te, train_seconds))
+}
+
+/// Both splits through libtorch: each chunk's layer inputs cached and every lesion replayed
+/// from its layer ([`fast::Replay`]), or full passes (residual nets).
+fn torch_splits(
+    model: &Model,
+    layers: &[usize],
+    (train, test): (&Tensors, &Tensors),
+    t0: std::time::Instant,
+    progress: &mut dyn FnMut(Progress) -> bool,
+) -> Splits {
     let depth = model.arch.depth;
     let replay = model.arch.adaptive_highway().then(|| tch::no_grad(|| fast::Replay::new(model)));
     let chunk = model.arch.traced_chunk(CHUNK as usize, 1); // every layer's input
@@ -119,7 +153,7 @@ pub fn lesion_all(
         tally.n = t.x.size()[0] as usize;
         let mut step = || {
             steps += 1;
-            progress(steps, total)
+            progress(Progress { done: steps, total, so_far: None })
         };
         tch::no_grad(|| {
             for start in (0..t.x.size()[0]).step_by(chunk as usize) {
@@ -154,11 +188,9 @@ pub fn lesion_all(
             Some(tally)
         })
     };
-    let Some(tr) = tally(train) else {
-        return Ok(None);
-    };
+    let tr = tally(train)?;
     let train_seconds = t0.elapsed().as_secs_f64();
-    Ok(tally(test).and_then(|te| done(&tr, &te, train_seconds)))
+    Some((tr, tally(test)?, train_seconds))
 }
 
 /// A split's tally by the CPU kernels; `so_far(the tally of the rows summed so far)` after
