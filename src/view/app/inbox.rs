@@ -92,7 +92,7 @@ impl ViewerApp {
         if lesion.of_model {
             lesion.report = None; // the closed model's; a report opened from a file stays
         }
-        (lesion.progress, lesion.so_far, lesion.waiting) = (None, None, false);
+        lesion.settle();
     }
 
     fn opened_other(&mut self, path: PathBuf, result: anyhow::Result<Box<Opened>>) {
@@ -168,12 +168,13 @@ impl ViewerApp {
             }
             Ok(Reply::Lesions(r)) => {
                 self.status = format!("lesioned {} layers in {:.1} s", r.layers.len(), r.seconds);
-                (lesion.report, lesion.progress, lesion.so_far, lesion.waiting, lesion.of_model) = (Some(r), None, None, false, true);
+                lesion.settle();
+                (lesion.report, lesion.of_model) = (Some(r), true);
             }
             Ok(Reply::Progress { done, total, so_far }) => (lesion.progress, lesion.so_far) = (Some((done, total)), so_far.map(|r| *r)),
             Ok(Reply::Probing(d, t)) => self.probing = Some((d, t)),
             Ok(Reply::LesionsCancelled) => {
-                (lesion.progress, lesion.so_far, lesion.waiting) = (None, None, false);
+                lesion.settle();
                 self.status = "lesion analysis cancelled".into();
             }
             Ok(Reply::ProbeCancelled) => {
@@ -181,7 +182,8 @@ impl ViewerApp {
                 self.status = "probe cancelled: the maps show the weights only (Probe again from Figure 2)".into();
             }
             Err(e) => {
-                (lesion.progress, lesion.so_far, lesion.waiting, self.probing) = (None, None, false, None);
+                lesion.settle();
+                self.probing = None;
                 self.error = Some(format!("{e:#}"));
             }
         }

@@ -28,6 +28,11 @@ pub struct LesionPanel {
 const LESIONED: egui::Color32 = egui::Color32::from_rgb(214, 96, 77);
 
 impl LesionPanel {
+    /// Nothing under way: no analysis's progress or figure so far, no answer awaited.
+    pub fn settle(&mut self) {
+        (self.progress, self.so_far, self.waiting) = (None, None, false);
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, shown: &Shown, out: &mut Out) {
         let lesionable = shown.model.map(|m| m.lesionable.clone()).unwrap_or_default();
         if shown.model.is_some() && lesionable.is_empty() {
