@@ -15,10 +15,11 @@
 //! polynomial is an add, off the FMA ports the product needs. Against computing e^−z from z,
 //! a lesion of every layer took 10.28 s against 10.60 s (the `seconds` it reports, mean of ten
 //! alternating pairs: 3 % faster; no error count changed; σ within 2.3e-7 relative either
-//! way). σ's division is a true division (beside the product each one costs about a cycle of FMA
-//! throughput, measured; `rcp` and a Newton step measured no faster and are 2 ulp off). Runs where the CPU has AVX2 and FMA ([`Packed::new`] says None
-//! otherwise). Inference only: in the training step (shards of 64 rows, weights repacked every
-//! step) it measured no faster than `gemm`.
+//! way). σ's division is a true division (beside the product each one costs about a cycle of
+//! FMA throughput, measured; `rcp` and a Newton step measured no faster and are 2 ulp off).
+//! Runs where the CPU has AVX2 and FMA ([`Packed::new`] says None otherwise). Inference only:
+//! in the training step (shards of 64 rows, weights repacked every step) it measured no faster
+//! than `gemm`.
 
 use super::Activation;
 
@@ -570,14 +571,13 @@ mod avx2 {
             *v = _mm256_hadd_ps(acc[2 * i], acc[(2 * i + 1).min(R - 1)]);
         }
         let z = sigmoid(sums);
-        for r in 0..R {
-            let (a, z) = (sums[r / 2], z[r / 2]);
+        for (i, (a, z)) in sums.into_iter().zip(z).enumerate().take(R.div_ceil(2)) {
             let hv = if A::TANH { _mm256_fmsub_ps(z, splat(2.0), splat(1.0)) } else { _mm256_max_ps(_mm256_setzero_ps(), a) };
-            let (mut h, mut t) = (_mm256_castps256_ps128(hv), _mm256_extractf128_ps::<1>(z));
-            if r % 2 == 1 {
-                (h, t) = (_mm_movehl_ps(h, h), _mm_movehl_ps(t, t));
+            let (h, t) = (_mm256_castps256_ps128(hv), _mm256_extractf128_ps::<1>(z));
+            tail_row::<P>(2 * i, h, t, x, y, ht, w, col, s);
+            if 2 * i + 1 < R {
+                tail_row::<P>(2 * i + 1, _mm_movehl_ps(h, h), _mm_movehl_ps(t, t), x, y, ht, w, col, s);
             }
-            tail_row::<P>(r, h, t, x, y, ht, w, col, s);
         }
     }
 
