@@ -17,7 +17,10 @@
 //! alternating pairs: 3 % faster; no error count changed; σ within 2.3e-7 relative either
 //! way). σ's division is a true division (beside the product each one costs about a cycle of
 //! FMA throughput, measured; `rcp` and a Newton step measured no faster and are 2 ulp off).
-//! Runs where the CPU has AVX2 and FMA ([`Packed::new`] says None otherwise). Inference only:
+//! Runs where the CPU has AVX2 and FMA ([`Packed::new`] says None otherwise); where it has
+//! AVX-512F too, whole tiles run through [`avx512`]'s 16-lane version (a row's H and T of a
+//! block in one register: a lesion of every layer in 3.4–3.9 s against 5.4–5.8 s through the
+//! product path, which had measured as fast as the 8-lane kernel there). Inference only:
 //! in the training step (shards of 64 rows, weights repacked every step) it measured no faster
 //! than `gemm`.
 
@@ -46,6 +49,8 @@ pub struct Packed {
     width: usize,
     activation: Activation,
     data: Vec<f32>,
+    /// Whether the layers run through the 512-bit kernel (the CPU has AVX-512F).
+    wide: bool,
 }
 
 /// The units after a layer's blocks of 8. (For a width of 50, the paired block against a
@@ -80,7 +85,7 @@ impl Packed {
         if !available() {
             return None;
         }
-        let mut packed = Packed { width, activation, data: Vec::new() };
+        let mut packed = Packed { width, activation, data: Vec::new(), wide: wide() };
         packed.data = vec![0.0; packed.per_layer() * layers];
         Some(packed)
     }
@@ -183,9 +188,12 @@ impl Packed {
         #[cfg(target_arch = "x86_64")]
         unsafe {
             let sums = avx2::Sums::new(w, labels, class_sum);
-            let sums = match self.activation {
-                Activation::Tanh => avx2::layer::<avx2::Tanh, P>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w, sums),
-                Activation::Relu => avx2::layer::<avx2::Relu, P>(pk, x.as_ptr(), y.as_mut_ptr(), ht, rows, w, sums),
+            let (x, y) = (x.as_ptr(), y.as_mut_ptr());
+            let sums = match (self.wide, self.activation) {
+                (true, Activation::Tanh) => avx512::layer::<avx2::Tanh, P>(pk, x, y, ht, rows, w, sums),
+                (true, Activation::Relu) => avx512::layer::<avx2::Relu, P>(pk, x, y, ht, rows, w, sums),
+                (false, Activation::Tanh) => avx2::layer::<avx2::Tanh, P>(pk, x, y, ht, rows, w, sums),
+                (false, Activation::Relu) => avx2::layer::<avx2::Relu, P>(pk, x, y, ht, rows, w, sums),
             };
             sums.totals()
         }
@@ -194,14 +202,19 @@ impl Packed {
     }
 }
 
-/// Whether inference should take the kernel on this CPU: where it runs and was measured faster
-/// than the product path (AVX2 without AVX-512: 1.24–1.28× on an AMD EPYC). With AVX-512 the
-/// product path's `gemm` and pointwise pass use 512-bit registers, and the 256-bit kernel was
-/// not measured against them there.
+/// Whether inference should take the kernel on this CPU: wherever it runs. It was measured
+/// faster than the product path both with AVX2 only (1.24–1.28× on an AMD EPYC) and, through
+/// its 512-bit version, with AVX-512 (1.48× on an AMD EPYC, where the 8-lane kernel was
+/// 0.96×).
 pub fn preferred() -> bool {
+    available()
+}
+
+/// Whether this CPU runs the 512-bit kernel ([`avx512`]).
+fn wide() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        available() && !std::arch::is_x86_feature_detected!("avx512f")
+        std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -241,6 +254,58 @@ mod avx2 {
     /// leaves n + 127 in the low bits of the mantissa (where a shift makes 2^n of it).
     const ROUND: f32 = 12_582_912.0 + 127.0;
 
+    /// The vector operations [`sigmoid`] needs, for 8 lanes (AVX2) and 16 (AVX-512, in
+    /// [`super::avx512`]).
+    pub trait Lanes: Copy {
+        unsafe fn splat(v: f32) -> Self;
+        unsafe fn add(a: Self, b: Self) -> Self;
+        unsafe fn sub(a: Self, b: Self) -> Self;
+        /// a·b + c
+        unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self;
+        /// The lesser of `a` and `b`; `b` if either is NaN.
+        unsafe fn min(a: Self, b: Self) -> Self;
+        /// The greater of `a` and `b`; `b` if either is NaN.
+        unsafe fn max(a: Self, b: Self) -> Self;
+        unsafe fn div(a: Self, b: Self) -> Self;
+        /// The float whose bits are `a`'s shifted left by 23 (an exponent field from low bits).
+        unsafe fn shl23(a: Self) -> Self;
+    }
+
+    impl Lanes for __m256 {
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            _mm256_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            _mm256_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            _mm256_sub_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn min(a: Self, b: Self) -> Self {
+            _mm256_min_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            _mm256_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn div(a: Self, b: Self) -> Self {
+            _mm256_div_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn shl23(a: Self) -> Self {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a)))
+        }
+    }
+
     /// σ of `N` registers at once, each step over all of them (so their dependency chains
     /// interleave), from u = −z·log₂ e (what the packed weights' product gives, see
     /// [`super::T_SCALE`]): 1 / (1 + 2^u), with 2^u = 2^n · 2^r, u clamped to [−126, 126]
@@ -248,36 +313,36 @@ mod avx2 {
     /// 2^n's exponent ([`ROUND`]); every step before the polynomial is an add, off the FMA
     /// ports the product needs.
     #[inline(always)]
-    pub(super) unsafe fn sigmoid<const N: usize>(u: [__m256; N]) -> [__m256; N] {
+    pub(super) unsafe fn sigmoid<V: Lanes, const N: usize>(u: [V; N]) -> [V; N] {
+        let s = V::splat;
         let mut u = u;
         for v in &mut u {
             // u second: max and min return their second operand when either is NaN, so a NaN
             // (a diverged weight) stays NaN instead of passing as a closed or open gate
-            *v = _mm256_min_ps(splat(126.0), _mm256_max_ps(splat(-126.0), *v));
+            *v = V::min(s(126.0), V::max(s(-126.0), *v));
         }
         // t = n + ROUND, n = round(u) in [−126, 126]
         let mut t = u;
         for v in &mut t {
-            *v = _mm256_add_ps(*v, splat(ROUND));
+            *v = V::add(*v, s(ROUND));
         }
         // r = u − n, in [−1/2, 1/2]
         let mut r = u;
         for (r, &t) in r.iter_mut().zip(&t) {
-            *r = _mm256_sub_ps(*r, _mm256_sub_ps(t, splat(ROUND)));
+            *r = V::sub(*r, V::sub(t, s(ROUND)));
         }
         // 2^r = 1 + r·(C0 + r·(C1 + …))
-        let mut p = [splat(EXP2[4]); N];
+        let mut p = [s(EXP2[4]); N];
         for c in [EXP2[3], EXP2[2], EXP2[1], EXP2[0], 1.0] {
             for (p, &r) in p.iter_mut().zip(&r) {
-                *p = _mm256_fmadd_ps(*p, r, splat(c));
+                *p = V::fmadd(*p, r, s(c));
             }
         }
         let mut out = p;
         for i in 0..N {
             // 2^n: the exponent field n + 127 shifted up from t's low bits
-            let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(t[i])));
-            let d = _mm256_fmadd_ps(p[i], two_n, splat(1.0)); // 1 + 2^u
-            out[i] = _mm256_div_ps(splat(1.0), d);
+            let d = V::fmadd(p[i], V::shl23(t[i]), s(1.0)); // 1 + 2^u
+            out[i] = V::div(s(1.0), d);
         }
         out
     }
@@ -316,7 +381,7 @@ mod avx2 {
         if A::TANH {
             z = sigmoid(z);
         } else {
-            let s = sigmoid::<TILE>(z[..TILE].try_into().expect("TILE registers"));
+            let s = sigmoid::<__m256, TILE>(z[..TILE].try_into().expect("TILE registers"));
             z[..TILE].copy_from_slice(&s);
         }
         for r in 0..R {
@@ -352,7 +417,7 @@ mod avx2 {
         /// Adds row `r`'s T and output of units `col..` (the lanes of `m`, else 8): T into the
         /// row's class sum, T > 0.5 into the count, |y − x| into the change.
         #[inline(always)]
-        unsafe fn add(&mut self, r: usize, col: usize, t: __m256, x: __m256, y: __m256, m: Option<__m256i>) {
+        pub(super) unsafe fn add(&mut self, r: usize, col: usize, t: __m256, x: __m256, y: __m256, m: Option<__m256i>) {
             let (mut open, mut change) =
                 (_mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(t, splat(0.5)), splat(1.0)), _mm256_andnot_ps(splat(-0.0), _mm256_sub_ps(y, x)));
             if let Some(m) = m {
@@ -379,9 +444,17 @@ mod avx2 {
 
         /// The sums of the tile that starts `rows` further on.
         #[inline(always)]
-        unsafe fn skip(&mut self, rows: usize) {
+        pub(super) unsafe fn skip(&mut self, rows: usize) {
             if !self.labels.is_null() {
                 self.labels = self.labels.add(rows);
+            }
+        }
+
+        /// The sums of the tile that starts `rows` before.
+        #[inline(always)]
+        pub(super) unsafe fn back(&mut self, rows: usize) {
+            if !self.labels.is_null() {
+                self.labels = self.labels.sub(rows);
             }
         }
     }
@@ -417,7 +490,7 @@ mod avx2 {
     }
 
     #[inline(always)]
-    unsafe fn row(ht: *mut f32, r: usize, w: usize) -> *mut f32 {
+    pub(super) unsafe fn row(ht: *mut f32, r: usize, w: usize) -> *mut f32 {
         if ht.is_null() {
             ht
         } else {
@@ -484,7 +557,7 @@ mod avx2 {
     /// 8 lanes from `at`, or the lanes of the mask `m`. (Plain functions, not closures, so
     /// that they inline into the kernel's target features.)
     #[inline(always)]
-    unsafe fn load(at: *const f32, m: Option<__m256i>) -> __m256 {
+    pub(super) unsafe fn load(at: *const f32, m: Option<__m256i>) -> __m256 {
         match m {
             Some(m) => _mm256_maskload_ps(at, m),
             None => _mm256_loadu_ps(at),
@@ -492,7 +565,7 @@ mod avx2 {
     }
 
     #[inline(always)]
-    unsafe fn store(at: *mut f32, v: __m256, m: Option<__m256i>) {
+    pub(super) unsafe fn store(at: *mut f32, v: __m256, m: Option<__m256i>) {
         match m {
             Some(m) => _mm256_maskstore_ps(at, m, v),
             None => _mm256_storeu_ps(at, v),
@@ -503,7 +576,7 @@ mod avx2 {
     /// H's sums in its low 4 lanes and T's in its high 4.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn narrow_tile<A: Act, const R: usize, const P: bool>(
+    pub(super) unsafe fn narrow_tile<A: Act, const R: usize, const P: bool>(
         b: *const f32,
         x: *const f32,
         y: *mut f32,
@@ -538,7 +611,7 @@ mod avx2 {
     /// high, and take their σs together.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn paired_tile<A: Act, const R: usize, const P: bool>(
+    pub(super) unsafe fn paired_tile<A: Act, const R: usize, const P: bool>(
         b: *const f32,
         x: *const f32,
         y: *mut f32,
@@ -610,6 +683,205 @@ mod avx2 {
     }
 }
 
+/// The kernel with 512-bit registers: a register holds a row's H and T sums of one block of 8
+/// units (the packing's row of 16 is one load), so a product is one FMA where AVX2 takes two,
+/// and σ goes over 16 lanes at once. A tile is [`ROWS`] rows, and a pass over its inputs sums
+/// [`BLOCKS`] blocks. The narrow or paired block, and the rows after the last whole tile, run
+/// through the AVX2 kernel.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::avx2::{self, Act, Lanes, Sums};
+    use super::{Tail, TILE, UNITS};
+
+    /// Rows of a tile.
+    pub const ROWS: usize = 12;
+    /// Blocks a pass sums at once: [`ROWS`] × `BLOCKS` accumulators, `BLOCKS` weight vectors
+    /// and a broadcast input take 28 of the 32 registers.
+    const BLOCKS: usize = 2;
+
+    impl Lanes for __m512 {
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            _mm512_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            _mm512_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            _mm512_sub_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: Self, b: Self, c: Self) -> Self {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn min(a: Self, b: Self) -> Self {
+            _mm512_min_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            _mm512_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn div(a: Self, b: Self) -> Self {
+            _mm512_div_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn shl23(a: Self) -> Self {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(a)))
+        }
+    }
+
+    /// See [`super::Packed::forward`]; with `P`, [`super::Packed::probe`]'s sums go into `s`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn layer<A: Act, const P: bool>(
+        pk: &[f32],
+        x: *const f32,
+        y: *mut f32,
+        ht: *mut f32,
+        rows: usize,
+        w: usize,
+        mut s: Sums,
+    ) -> Sums {
+        let mut r = 0;
+        while r + ROWS <= rows {
+            tile::<A, P>(pk.as_ptr(), x.add(r * w), y.add(r * w), avx2::row(ht, r, w), w, &mut s);
+            s.skip(ROWS);
+            r += ROWS;
+        }
+        // the rows left: the 8-lane kernel's tiles
+        avx2::layer::<A, P>(pk, x.add(r * w), y.add(r * w), avx2::row(ht, r, w), rows - r, w, s)
+    }
+
+    /// [`ROWS`] rows: the narrow or paired block, then the blocks of 8 units, [`BLOCKS`] a pass.
+    #[inline(always)]
+    unsafe fn tile<A: Act, const P: bool>(pk: *const f32, x: *const f32, y: *mut f32, ht: *mut f32, w: usize, s: &mut Sums) {
+        let (full, tail) = super::blocks(w);
+        if tail != Tail::None {
+            tail_rows::<A, P>(pk.add(full * (w + 1) * 2 * UNITS), x, y, ht, w, full * UNITS, tail, s);
+        }
+        let mut j = 0;
+        while j + BLOCKS <= full {
+            pass::<A, BLOCKS, P>(pk, j, x, y, ht, w, s);
+            j += BLOCKS;
+        }
+        while j < full {
+            pass::<A, 1, P>(pk, j, x, y, ht, w, s);
+            j += 1;
+        }
+    }
+
+    /// The narrow or paired block (its packing at `b`, units `col..w`) of [`ROWS`] rows, by
+    /// the 8-lane kernel's tiles of [`TILE`] rows.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tail_rows<A: Act, const P: bool>(
+        b: *const f32,
+        x: *const f32,
+        y: *mut f32,
+        ht: *mut f32,
+        w: usize,
+        col: usize,
+        tail: Tail,
+        s: &mut Sums,
+    ) {
+        let mut r = 0;
+        while r < ROWS {
+            let (x, y, ht) = (x.add(r * w), y.add(r * w), avx2::row(ht, r, w));
+            let n = (ROWS - r).min(TILE);
+            macro_rules! rows {
+                ($n:literal) => {
+                    if tail == Tail::Paired {
+                        avx2::paired_tile::<A, $n, P>(b, x, y, ht, w, col, s)
+                    } else {
+                        avx2::narrow_tile::<A, $n, P>(b, x, y, ht, w, col, s)
+                    }
+                };
+            }
+            match n {
+                1 => rows!(1),
+                2 => rows!(2),
+                3 => rows!(3),
+                4 => rows!(4),
+                5 => rows!(5),
+                _ => rows!(6),
+            }
+            s.skip(n);
+            r += n;
+        }
+        s.back(ROWS);
+    }
+
+    /// `B` blocks of 8 units from block `j` on, of [`ROWS`] rows: their products, then per
+    /// block H and T of a row in one register through σ, and out as `y = x + T·(H − x)`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pass<A: Act, const B: usize, const P: bool>(
+        pk: *const f32,
+        j: usize,
+        x: *const f32,
+        y: *mut f32,
+        ht: *mut f32,
+        w: usize,
+        s: &mut Sums,
+    ) {
+        let per_block = (w + 1) * 2 * UNITS;
+        let b = pk.add(j * per_block);
+        // [block][row]: lanes H of the block's 8 units, then T's
+        let mut acc = [[_mm512_setzero_ps(); ROWS]; B];
+        for (k, acc) in acc.iter_mut().enumerate() {
+            *acc = [_mm512_loadu_ps(b.add(k * per_block)); ROWS];
+        }
+        let mut wk = b.add(2 * UNITS);
+        for i in 0..w {
+            let mut wv = [_mm512_setzero_ps(); B];
+            for (k, wv) in wv.iter_mut().enumerate() {
+                *wv = _mm512_loadu_ps(wk.add(k * per_block));
+            }
+            #[allow(clippy::needless_range_loop)] // acc[block][row]: a row's input meets each block
+            for r in 0..ROWS {
+                let xv = _mm512_set1_ps(*x.add(r * w + i));
+                for k in 0..B {
+                    acc[k][r] = _mm512_fmadd_ps(xv, wv[k], acc[k][r]);
+                }
+            }
+            wk = wk.add(2 * UNITS);
+        }
+        const H: __mmask16 = 0x00ff;
+        for (k, acc) in acc.iter().enumerate() {
+            let z = avx2::sigmoid(*acc);
+            let col = (j + k) * UNITS;
+            let left = w - col;
+            let lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            let m = if left < UNITS { Some(lanes) } else { None };
+            for (r, (&z, &a)) in z.iter().zip(acc).enumerate() {
+                // H's lanes: tanh = 2·σ(2z) − 1, or relu (0 first: a NaN stays NaN)
+                let v = if A::TANH {
+                    _mm512_mask_fmsub_ps(z, H, _mm512_set1_ps(2.0), _mm512_set1_ps(1.0))
+                } else {
+                    _mm512_mask_max_ps(z, H, _mm512_setzero_ps(), a)
+                };
+                let h = _mm512_castps512_ps256(v);
+                let t = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+                let xv = avx2::load(x.add(r * w + col), m);
+                let yv = _mm256_fmadd_ps(t, _mm256_sub_ps(h, xv), xv);
+                avx2::store(y.add(r * w + col), yv, m);
+                if P {
+                    s.add(r, col, t, xv, yv, m);
+                }
+                if !ht.is_null() {
+                    avx2::store(ht.add(r * 2 * w + col), h, m);
+                    avx2::store(ht.add(r * 2 * w + w + col), t, m);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,6 +927,21 @@ mod tests {
             _mm256_storeu_ps(got.as_mut_ptr(), avx2::sigmoid([u])[0]);
         }
         assert!(got[0].is_nan() && got[4].is_nan(), "σ of NaN: {got:?}");
+        if wide() {
+            // the 512-bit kernel's σ: the same steps, so the same bits
+            for u in zs.chunks_exact(16).step_by(97) {
+                let (mut narrow, mut wide) = ([0f32; 16], [0f32; 16]);
+                // SAFETY: AVX2, FMA and AVX-512F are available (checked above)
+                unsafe {
+                    use std::arch::x86_64::*;
+                    let n = avx2::sigmoid([_mm256_loadu_ps(u.as_ptr()), _mm256_loadu_ps(u[8..].as_ptr())]);
+                    _mm256_storeu_ps(narrow.as_mut_ptr(), n[0]);
+                    _mm256_storeu_ps(narrow[8..].as_mut_ptr(), n[1]);
+                    _mm512_storeu_ps(wide.as_mut_ptr(), avx2::sigmoid([_mm512_loadu_ps(u.as_ptr())])[0]);
+                }
+                assert_eq!(narrow.map(f32::to_bits), wide.map(f32::to_bits), "σ of {u:?}");
+            }
+        }
         assert!(got[1] < 1e-37 && got[5] < 1e-37 && got[2] == 1.0 && got[6] == 1.0 && got[3] == 0.5, "{got:?}");
     }
 
@@ -671,13 +958,36 @@ mod tests {
             eprintln!("no AVX2 + FMA: nothing to check");
             return;
         }
-        // (widths with a paired block: 50, 33, 9, 10, 2, 1; a narrow one: 12, 3)
-        for &(w, rows) in
-            &[(50, 13), (16, 6), (7, 5), (33, 20), (8, 1), (64, 12), (12, 7), (3, 2), (45, 11), (9, 7), (10, 3), (2, 5), (1, 4)]
+        // (widths with a paired block: 50, 33, 9, 10, 2, 1; a narrow one: 12, 3; rows past 8 take
+        // the 512-bit kernel's tiles, where the CPU has it, and 40 a pass of 3 blocks and two of 1)
+        let cases = [
+            (50, 13),
+            (16, 6),
+            (7, 5),
+            (33, 20),
+            (8, 1),
+            (64, 12),
+            (12, 7),
+            (3, 2),
+            (45, 11),
+            (9, 7),
+            (10, 3),
+            (2, 5),
+            (1, 4),
+            (50, 29),
+            (40, 24),
+            (12, 17),
+            (3, 9),
+            (7, 16),
+        ];
+        let kernels = if wide() { vec![true, false] } else { vec![false] };
+        for (&(w, rows), wide, a) in
+            cases.iter().flat_map(|c| kernels.iter().flat_map(move |&k| [(c, k, Activation::Tanh), (c, k, Activation::Relu)]))
         {
-            for a in [Activation::Tanh, Activation::Relu] {
+            {
                 let (wt, b, x) = (values(2 * w * w, 1, 0.5), values(2 * w, 2, 2.0), values(rows * w, 3, 1.5));
                 let mut packed = Packed::new(w, 2, a).expect("available");
+                packed.wide = wide;
                 packed.pack(1, &wt, &b);
                 let (mut y, mut ht) = (vec![f32::NAN; rows * w], vec![f32::NAN; rows * 2 * w]);
                 packed.forward(1, &x, &mut y, Some(&mut ht));
@@ -691,7 +1001,10 @@ mod tests {
                 pointwise::highway_forward(&mut want_ht, &x, &mut want_y, &b, a);
                 let close = |got: &[f32], want: &[f32], what: &str| {
                     for (i, (g, e)) in got.iter().zip(want).enumerate() {
-                        assert!((g - e).abs() <= 2e-5 * (1.0 + e.abs()), "{what}[{i}] = {g}, not {e} (width {w}, {rows} rows, {a:?})");
+                        assert!(
+                            (g - e).abs() <= 2e-5 * (1.0 + e.abs()),
+                            "{what}[{i}] = {g}, not {e} (width {w}, {rows} rows, {a:?}, wide {wide})"
+                        );
                     }
                 };
                 close(&y, &want_y, "y");
