@@ -210,8 +210,8 @@ pub fn preferred() -> bool {
     available()
 }
 
-/// Whether this CPU runs the 512-bit kernel ([`avx512`]).
-fn wide() -> bool {
+/// Whether this CPU runs the 512-bit kernel ([`avx512`]), and [`super::sparse`]'s.
+pub fn wide() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
