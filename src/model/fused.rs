@@ -620,9 +620,17 @@ mod avx2 {
         col: usize,
         s: &mut Sums,
     ) {
-        let mut acc = [_mm256_loadu_ps(b); R];
-        let mut wk = b.add(UNITS);
-        for p in 0..w / 2 {
+        let acc = paired_sums(b, x, w, 0, [_mm256_loadu_ps(b); R]);
+        paired_out::<A, R, P>(acc, x, y, ht, w, col, s);
+    }
+
+    /// A paired block's sums of `R` rows (see [`paired_tile`]): `acc` plus the products of
+    /// the inputs from pair `from` on.
+    #[inline(always)]
+    pub(super) unsafe fn paired_sums<const R: usize>(b: *const f32, x: *const f32, w: usize, from: usize, acc: [__m256; R]) -> [__m256; R] {
+        let mut acc = acc;
+        let mut wk = b.add(UNITS * (1 + from));
+        for p in from..w / 2 {
             let wv = _mm256_loadu_ps(wk);
             for (r, acc) in acc.iter_mut().enumerate() {
                 // inputs 2p and 2p + 1 of the row, in every pair of lanes
@@ -638,6 +646,21 @@ mod avx2 {
                 *acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*x.add(r * w + w - 1)), wv, *acc);
             }
         }
+        acc
+    }
+
+    /// A paired block's `R` rows from their sums: σ, then y, the probe's sums and H | T.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn paired_out<A: Act, const R: usize, const P: bool>(
+        acc: [__m256; R],
+        x: *const f32,
+        y: *mut f32,
+        ht: *mut f32,
+        w: usize,
+        col: usize,
+        s: &mut Sums,
+    ) {
         // rows 2i, 2i + 1: [H₀ H₁ of 2i, H₀ H₁ of 2i + 1 | T₀ T₁ of 2i, T₀ T₁ of 2i + 1]
         let mut sums = [_mm256_setzero_ps(); TILE / 2];
         for (i, v) in sums.iter_mut().enumerate().take(R.div_ceil(2)) {
@@ -796,7 +819,7 @@ mod avx512 {
             macro_rules! rows {
                 ($n:literal) => {
                     if tail == Tail::Paired {
-                        avx2::paired_tile::<A, $n, P>(b, x, y, ht, w, col, s)
+                        avx2::paired_out::<A, $n, P>(paired_sums::<$n>(b, x, w), x, y, ht, w, col, s)
                     } else {
                         avx2::narrow_tile::<A, $n, P>(b, x, y, ht, w, col, s)
                     }
@@ -814,6 +837,38 @@ mod avx512 {
             r += n;
         }
         s.back(ROWS);
+    }
+
+    /// A paired block's sums of `R` rows, as [`avx2::paired_sums`] gives them, four inputs a
+    /// product: a register holds two packed rows (inputs 4p to 4p + 3), permuted so that lane
+    /// 4m + k holds output m's weight of input 4p + k, against the row's 4 inputs in every
+    /// quarter (one broadcast load). Then each output's 4 lanes fold into its 2 of the 8-lane
+    /// layout, and the pair and input left over take the 8-lane products.
+    #[inline(always)]
+    unsafe fn paired_sums<const R: usize>(b: *const f32, x: *const f32, w: usize) -> [__m256; R] {
+        let quads = w / 4;
+        let weights = _mm512_setr_epi32(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for q in 0..quads {
+            let wv = _mm512_permutexvar_ps(weights, _mm512_loadu_ps(b.add(UNITS * (1 + 2 * q))));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm512_broadcast_f32x4(_mm_loadu_ps(x.add(r * w + 4 * q)));
+                *acc = _mm512_fmadd_ps(xv, wv, *acc);
+            }
+        }
+        // lane 2m + q of the 8: lanes 4m + q and 4m + 2 + q of the 16, and the biases
+        let (even, odd) = (
+            _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0),
+        );
+        let bias = _mm256_loadu_ps(b);
+        let mut folded = [bias; R];
+        for (f, a) in folded.iter_mut().zip(acc) {
+            // (a loop, not a closure: a closure would not inherit the target features)
+            let (e, o) = (_mm512_castps512_ps256(_mm512_permutexvar_ps(even, a)), _mm512_castps512_ps256(_mm512_permutexvar_ps(odd, a)));
+            *f = _mm256_add_ps(bias, _mm256_add_ps(e, o));
+        }
+        avx2::paired_sums(b, x, w, 2 * quads, folded)
     }
 
     /// `B` blocks of 8 units from block `j` on, of [`ROWS`] rows: their products, then per
@@ -979,6 +1034,11 @@ mod tests {
             (12, 17),
             (3, 9),
             (7, 16),
+            (9, 14),
+            (10, 25),
+            (2, 13),
+            (1, 12),
+            (18, 12),
         ];
         let kernels = if wide() { vec![true, false] } else { vec![false] };
         for (&(w, rows), wide, a) in
