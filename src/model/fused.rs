@@ -709,8 +709,9 @@ mod avx2 {
 /// The kernel with 512-bit registers: a register holds a row's H and T sums of one block of 8
 /// units (the packing's row of 16 is one load), so a product is one FMA where AVX2 takes two,
 /// and σ goes over 16 lanes at once. A tile is [`ROWS`] rows, and a pass over its inputs sums
-/// [`BLOCKS`] blocks. The narrow or paired block, and the rows after the last whole tile, run
-/// through the AVX2 kernel.
+/// [`BLOCKS`] blocks. A paired block's products take four inputs a register ([`paired_sums`]);
+/// its σs and outputs, the narrow block, and the rows after the last whole tile run through the
+/// AVX2 code.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
