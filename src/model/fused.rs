@@ -611,7 +611,7 @@ mod avx2 {
     /// high, and take their σs together.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn paired_tile<A: Act, const R: usize, const P: bool>(
+    unsafe fn paired_tile<A: Act, const R: usize, const P: bool>(
         b: *const f32,
         x: *const f32,
         y: *mut f32,
@@ -720,9 +720,9 @@ mod avx512 {
     use super::{Tail, TILE, UNITS};
 
     /// Rows of a tile.
-    pub const ROWS: usize = 12;
+    const ROWS: usize = 12;
     /// Blocks a pass sums at once: [`ROWS`] × `BLOCKS` accumulators, `BLOCKS` weight vectors
-    /// and a broadcast input take 28 of the 32 registers.
+    /// and a broadcast input take 27 of the 32 registers.
     const BLOCKS: usize = 2;
 
     impl Lanes for __m512 {
@@ -863,7 +863,7 @@ mod avx512 {
             _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0),
         );
         let bias = _mm256_loadu_ps(b);
-        let mut folded = [bias; R];
+        let mut folded = [_mm256_setzero_ps(); R];
         for (f, a) in folded.iter_mut().zip(acc) {
             // (a loop, not a closure: a closure would not inherit the target features)
             let (e, o) = (_mm512_castps512_ps256(_mm512_permutexvar_ps(even, a)), _mm512_castps512_ps256(_mm512_permutexvar_ps(odd, a)));
