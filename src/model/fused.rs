@@ -29,6 +29,9 @@ use super::Activation;
 /// Rows of a tile: 6 rows × (H, T) = 12 accumulators, plus two weight vectors and a
 /// broadcast input, fill 15 of the 16 AVX2 registers.
 pub const TILE: usize = 6;
+/// Rows that both versions' tiles divide (the 512-bit kernel's 12, two of the 8-lane's 6):
+/// blocks of rows that are multiples of it leave none to the slower code for leftover rows.
+pub const ROW_MULTIPLE: usize = 12;
 /// Units of a block: one AVX2 register of f32.
 const UNITS: usize = 8;
 /// T's weights and bias are packed times −log₂ e, so that the product gives u = −z·log₂ e
@@ -724,6 +727,7 @@ mod avx512 {
     /// Blocks a pass sums at once: [`ROWS`] × `BLOCKS` accumulators, `BLOCKS` weight vectors
     /// and a broadcast input take 27 of the 32 registers.
     const BLOCKS: usize = 2;
+    const _: () = assert!(super::ROW_MULTIPLE % ROWS == 0 && super::ROW_MULTIPLE % TILE == 0);
 
     impl Lanes for __m512 {
         #[inline(always)]

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use tch::{Kind, Tensor};
 
 use super::cpu::{host, matmul, rows, slice_of, tr, Layout};
-use super::fused::Packed;
+use super::fused::{Packed, ROW_MULTIPLE};
 use super::pointwise;
 use super::sparse::{FirstLayer, Scratch};
 use super::{Activation, Model};
@@ -108,7 +108,8 @@ impl<'m> Infer<'m> {
         // the model
         let params = unsafe { slice_of::<f32>(&model.flat, layout.len) };
         let per_row = layout.input + 3 * (layout.layers() + 1) * layout.width + layout.classes;
-        let block = (BLOCK_BUDGET / per_row).clamp(16, 256);
+        // whole tiles of the kernel: 252 rows for the Figure-2 net
+        let block = (BLOCK_BUDGET / per_row).clamp(16, 256) / ROW_MULTIPLE * ROW_MULTIPLE;
         let packed = Packed::new(layout.width, layout.layers(), model.arch.activation).filter(|_| fused).map(|mut pk| {
             pk.pack_all(params, &layout.wc, &layout.bc);
             pk
