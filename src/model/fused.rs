@@ -727,7 +727,7 @@ mod avx512 {
     /// Blocks a pass sums at once: [`ROWS`] × `BLOCKS` accumulators, `BLOCKS` weight vectors
     /// and a broadcast input take 27 of the 32 registers.
     const BLOCKS: usize = 2;
-    const _: () = assert!(super::ROW_MULTIPLE % ROWS == 0 && super::ROW_MULTIPLE % TILE == 0);
+    const _: () = assert!(super::ROW_MULTIPLE.is_multiple_of(ROWS) && super::ROW_MULTIPLE.is_multiple_of(TILE));
 
     impl Lanes for __m512 {
         #[inline(always)]
