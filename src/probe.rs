@@ -24,6 +24,8 @@ pub struct ProbeSet {
     /// [N] i64
     pub y: Tensor,
     pub classes: usize,
+    /// [classes]: the probe examples of each class
+    pub class_counts: Vec<usize>,
     /// [K, input_dim]
     pub sample_x: Tensor,
     /// Indices into the training set.
@@ -69,6 +71,7 @@ impl ProbeSet {
             x: Tensor::from_slice(&data.train.images[..n * dim]).view([n as i64, dim as i64]),
             y: labels_tensor(labels),
             classes,
+            class_counts: by_class.iter().map(Vec::len).collect(),
             sample_x: images_tensor(&sample_images, dim),
             sample_indices: picked.iter().map(|&i| i as u32).collect(),
             sample_labels: picked.iter().map(|&i| labels[i] as u32).collect(),
@@ -217,36 +220,49 @@ pub fn snapshot_with(
 ) -> Option<Snapshot> {
     tch::no_grad(|| {
         let arch = &model.arch;
-        let (depth, w, c) = (arch.depth as i64, arch.width as i64, probe.classes as i64);
-        let gated = arch.gated_layers().len() as i64;
+        let (depth, w, c) = (arch.depth, arch.width, probe.classes);
         let opts = ForwardOpts { trace: true, lesion, ..Default::default() };
-        let (n, dev) = (probe.len() as i64, model.device());
-        let f = (Kind::Float, dev);
+        let n = probe.len();
         let infer = infer::Infer::new(model, cpu::threads());
-        let (class_sum, open, change) = match &infer {
+        // per gated layer: T summed per class ([L, C, W]), the count of T > 0.5 ([L]); per
+        // layer Σ |y_l − y_(l−1)| ([depth], row 0 unused)
+        let (class_sum, open, change): (Vec<f32>, Vec<f32>, Vec<f32>) = match &infer {
             Some(infer) => {
-                let sums = infer.probe_sums(&probe.x, &probe.y, probe.classes, lesion, &mut |d| tick(d, n as usize))?;
-                let t = |v: &[f32]| Tensor::from_slice(v);
-                let f64s = |v: &[f64]| Tensor::from_slice(&v.iter().map(|&x| x as f32).collect::<Vec<_>>());
-                (t(&sums.class_sum).view([gated, c, w]), f64s(&sums.open), f64s(&sums.change))
+                let sums = infer.probe_sums(&probe.x, &probe.y, c, lesion, &mut |d| tick(d, n))?;
+                let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
+                (sums.class_sum, f32s(&sums.open), f32s(&sums.change))
             }
-            None => torch_sums(model, probe, opts, tick)?,
+            None => {
+                let (class_sum, open, change) = torch_sums(model, probe, opts, tick)?;
+                (to_array(&class_sum).data, to_array(&open).data, to_array(&change).data)
+            }
         };
-        let counts = Tensor::zeros([c], f).index_add(0, &probe.y.to_device(dev), &Tensor::ones([n], f)).clamp_min(1.0); // [C]
-        let mean_gate = class_sum.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / n as f64; // [L, W]
-        let class_mean = (class_sum / counts.view([1, c, 1])).permute([1, 0, 2]).contiguous(); // [C, L, W]
-        let open = to_array(&(&open / (n * w) as f64)).data;
-        let change = to_array(&(&change / (n * w) as f64)).data;
-        let mean_gate_a = to_array(&mean_gate);
-        let layers = (1..depth as usize)
+        let gated = arch.gated_layers().len();
+        // [L, W]: the mean T over the probe set; [C, L, W]: each class's
+        let mut mean_gate = Array::zeros(vec![gated, w]);
+        let mut class_mean = Array::zeros(vec![c, gated, w]);
+        for (l, sums) in class_sum.chunks_exact(c * w).enumerate() {
+            let mean = &mut mean_gate.data[l * w..(l + 1) * w];
+            for (k, sums) in sums.chunks_exact(w).enumerate() {
+                let count = probe.class_counts[k].max(1) as f32;
+                let means = &mut class_mean.data[(k * gated + l) * w..(k * gated + l + 1) * w];
+                for ((m, cm), &t) in mean.iter_mut().zip(means).zip(sums) {
+                    *m += t;
+                    *cm = t / count;
+                }
+            }
+            mean.iter_mut().for_each(|m| *m /= n as f32);
+        }
+        let per_unit = (n * w) as f32;
+        let layers = (1..depth)
             .map(|l| {
                 let g = arch.gated_layers().position(|gl| gl == l);
-                let row_mean = |i: usize| mean_gate_a.row(i).iter().sum::<f32>() / w as f32;
+                let row_mean = |i: usize| mean_gate.row(i).iter().sum::<f32>() / w as f32;
                 LayerStats {
                     layer: l as u32,
                     mean_gate: g.map_or(f32::NAN, row_mean),
-                    open_fraction: g.map_or(f32::NAN, |i| open[i]),
-                    mean_change: change[l],
+                    open_fraction: g.map_or(f32::NAN, |i| open[i] / per_unit),
+                    mean_change: change[l] / per_unit,
                 }
             })
             .collect();
@@ -262,12 +278,12 @@ pub fn snapshot_with(
             train_loss: progress.train_loss,
             train_accuracy: progress.train_accuracy,
             test_accuracy,
-            gate_bias: model.gate_biases().map_or_else(|| Array::zeros(vec![0, w as usize]), |b| to_array(&b)),
-            mean_gate: mean_gate_a,
+            gate_bias: model.gate_biases().map_or_else(|| Array::zeros(vec![0, w]), |b| to_array(&b)),
+            mean_gate,
             sample_gates,
             sample_blocks,
             sample_predictions,
-            class_mean_gate: to_array(&class_mean),
+            class_mean_gate: class_mean,
             layers,
         })
     })
