@@ -162,7 +162,8 @@ pub struct BenchReport {
 }
 
 /// Training with and without recording, side by side (wall time of whole runs, including the
-/// step-0 and final snapshots).
+/// step-0 and final snapshots). Snapshots are probed beside the training, on the cores it
+/// leaves idle ([`crate::capture::Capture`]), so their cost is what the wall clock says.
 #[derive(Debug, Serialize)]
 pub struct RecordingCost {
     pub epochs: usize,
@@ -171,12 +172,17 @@ pub struct RecordingCost {
     pub samples: usize,
     pub plain_samples_per_s: f64,
     pub recording_samples_per_s: f64,
-    /// (plain − recording) / plain, in percent.
+    /// (plain − recording) / plain, in percent, of the best round of each.
     pub overhead_percent: f64,
-    /// Inside the recorded runs (the least of the rounds): the seconds spent taking and writing
-    /// snapshots over the seconds spent training, in percent. The same cost measured within one
-    /// run, so immune to the machine's drift between runs.
-    pub snapshot_percent: f64,
+    /// The same, round by round (each round runs the two back to back).
+    pub round_overhead_percent: Vec<f64>,
+    /// Inside the recorded runs (the least of the rounds): the seconds the trainer spent
+    /// handing snapshots over (copying the parameters, waiting for the prober) over the run's
+    /// seconds, in percent.
+    pub handover_percent: f64,
+    /// Inside the recorded runs (the least of the rounds): the seconds the prober spent
+    /// probing and writing, beside the training, over the run's seconds, in percent.
+    pub probe_percent: f64,
     pub snapshots: usize,
     pub file_bytes: u64,
 }
@@ -200,22 +206,32 @@ pub fn recording_cost(
 
     let samples = |o: &crate::train::Outcome| (o.card.metrics.as_ref().map_or(0, |m| m.steps) * cfg.batch_size) as f64;
     // alternate the two, best of `rounds` each, so that machine noise hits both alike
-    let (mut p, mut r, mut snapshots, mut file_bytes, mut share) = (0f64, 0f64, 0, 0, f64::INFINITY);
+    let (mut p, mut r, mut snapshots, mut file_bytes) = (0f64, 0f64, 0, 0);
+    let (mut rounds_percent, mut handover, mut probing) = (Vec::new(), f64::INFINITY, f64::INFINITY);
     for round in 0..rounds.max(1) {
-        tick(Tick::Message(&format!("round {}: training without recording", round + 1)));
-        let t = Instant::now();
-        let plain = crate::train::train(&cfg, &data, &stop, &mut ())?;
-        p = p.max(samples(&plain) / t.elapsed().as_secs_f64());
-
-        tick(Tick::Message(&format!("round {}: training with recording", round + 1)));
-        let t = Instant::now();
-        let capture = CaptureOpts { record: Some(path.clone()), every: Some(every), probe, ..Default::default() };
-        let run = session::train_recorded(&cfg, &data, capture, "bench", &stop, &mut ())?;
-        let seconds = t.elapsed().as_secs_f64();
-        r = r.max(samples(&run.outcome) / seconds);
-        share = share.min(run.probe_seconds / (seconds - run.probe_seconds));
-        snapshots = run.snapshots;
-        file_bytes = std::fs::metadata(&path)?.len();
+        // the two in turn, and which goes first alternates from round to round, so that a
+        // machine warming up or cooling down over a pair does not favour either
+        let (mut plain_rate, mut rate) = (0.0, 0.0);
+        for recorded in [round % 2 == 1, round % 2 == 0] {
+            let what = if recorded { "with" } else { "without" };
+            tick(Tick::Message(&format!("round {}: training {what} recording", round + 1)));
+            let t = Instant::now();
+            if !recorded {
+                let plain = crate::train::train(&cfg, &data, &stop, &mut ())?;
+                plain_rate = samples(&plain) / t.elapsed().as_secs_f64();
+                continue;
+            }
+            let capture = CaptureOpts { record: Some(path.clone()), every: Some(every), probe, ..Default::default() };
+            let run = session::train_recorded(&cfg, &data, capture, "bench", &stop, &mut ())?;
+            let seconds = t.elapsed().as_secs_f64();
+            rate = samples(&run.outcome) / seconds;
+            handover = handover.min(run.handover_seconds / seconds);
+            probing = probing.min(run.probe_seconds / seconds);
+            snapshots = run.snapshots;
+            file_bytes = std::fs::metadata(&path)?.len();
+        }
+        (p, r) = (p.max(plain_rate), r.max(rate));
+        rounds_percent.push(100.0 * (plain_rate - rate) / plain_rate);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(RecordingCost {
@@ -226,7 +242,9 @@ pub fn recording_cost(
         plain_samples_per_s: p,
         recording_samples_per_s: r,
         overhead_percent: 100.0 * (p - r) / p,
-        snapshot_percent: 100.0 * share,
+        round_overhead_percent: rounds_percent,
+        handover_percent: 100.0 * handover,
+        probe_percent: 100.0 * probing,
         snapshots,
         file_bytes,
     })

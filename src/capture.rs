@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::Model;
+use crate::model::{cpu, Model};
 use crate::probe::{self, ProbeSet, Progress};
 use crate::record::Writer;
 use crate::snapshot::{Header, Message};
@@ -69,34 +69,55 @@ impl Sinks {
 }
 
 /// Takes snapshots during training at a cadence (always at step 0 and at the end).
+///
+/// The trainer only hands each snapshot over, as a copy of the parameters, and goes on: a
+/// thread of its own ([`Prober`]) probes the copies and writes their frames, in order, at the
+/// lowest priority, so that it runs on the cores the training step leaves idle (between a
+/// step's shards, while the batch is gathered and the optimiser updates). At most
+/// [`PENDING`] snapshots wait for it; the trainer waits when more would, and then the prober
+/// has the cores to itself. What a snapshot shows does not depend on when it is probed: it is
+/// of the parameters at its step, with that step's figures.
 pub struct Capture {
-    pub probe: ProbeSet,
     pub cadence: Cadence,
-    pub sinks: Sinks,
+    prober: Prober,
     batches_per_epoch: usize,
     loss_sum: f64,
     correct_sum: f64,
     batches: usize,
     last_step: Option<usize>,
+    /// Seconds the trainer spent handing snapshots over: copying the parameters, and waiting
+    /// while [`PENDING`] were pending.
+    seconds: f64,
+}
+
+/// Snapshots that may wait for the prober while the trainer goes on.
+pub const PENDING: usize = 1;
+
+/// What a finished capture did.
+pub struct Captured {
     pub snapshots: usize,
-    /// Seconds spent probing and writing.
-    pub seconds: f64,
+    /// Seconds the trainer spent handing snapshots over (see [`Capture::seconds`]).
+    pub handover_seconds: f64,
+    /// Seconds the prober spent probing and writing, beside the training.
+    pub probe_seconds: f64,
+    /// What the stream to a viewer did, if there was one.
+    pub stream: Option<crate::stream::StreamStats>,
 }
 
 impl Capture {
-    pub fn new(probe: ProbeSet, cadence: Cadence, sinks: Sinks) -> Self {
-        Capture {
-            probe,
+    /// Starts the prober over `probe`, writing to `sinks`; the probe passes of the CPU kernels
+    /// run on this thread's [`cpu::threads`].
+    pub fn new(probe: ProbeSet, cadence: Cadence, sinks: Sinks) -> anyhow::Result<Self> {
+        Ok(Capture {
             cadence,
-            sinks,
+            prober: Prober::start(probe, sinks, cpu::threads())?,
             batches_per_epoch: 1,
             loss_sum: 0.0,
             correct_sum: 0.0,
             batches: 0,
             last_step: None,
-            snapshots: 0,
             seconds: 0.0,
-        }
+        })
     }
 
     fn take(&mut self, model: &Model, step: usize, test_accuracy: Option<f64>) -> anyhow::Result<()> {
@@ -113,13 +134,104 @@ impl Capture {
             train_accuracy: nan_if_none(self.correct_sum),
             test_accuracy,
         };
-        let snap = probe::snapshot(model, &self.probe, progress, None);
-        self.sinks.send(Message::Snapshot(Box::new(snap)))?;
+        let copy = tch::no_grad(|| Model::from_flat(model.arch.clone(), model.flat.copy()))?;
+        self.prober.send(copy, progress)?;
         (self.loss_sum, self.correct_sum, self.batches) = (0.0, 0.0, 0);
         self.last_step = Some(step);
-        self.snapshots += 1;
         self.seconds += t.elapsed().as_secs_f64();
         Ok(())
+    }
+
+    /// Waits for the prober to write every snapshot handed over, then closes the sinks; the
+    /// prober's error, unless the trainer was given it already.
+    pub fn finish(self) -> anyhow::Result<Captured> {
+        let (worker, result) = self.prober.finish();
+        let stream = worker.sinks.finish();
+        result?;
+        Ok(Captured { snapshots: worker.snapshots, handover_seconds: self.seconds, probe_seconds: worker.seconds, stream })
+    }
+}
+
+/// A snapshot to take: the parameters at its step, and the step's figures.
+struct Job {
+    model: Model,
+    progress: Progress,
+}
+
+/// The thread that probes and writes a capture's snapshots, one at a time, in the order they
+/// were handed over.
+struct Prober {
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    thread: Option<std::thread::JoinHandle<(Worker, anyhow::Result<()>)>>,
+    /// The prober's state once its thread has ended.
+    ended: Option<Worker>,
+}
+
+/// What the prober owns: the probe set and the sinks, and what it has done.
+struct Worker {
+    probe: ProbeSet,
+    sinks: Sinks,
+    snapshots: usize,
+    seconds: f64,
+}
+
+impl Prober {
+    fn start(probe: ProbeSet, sinks: Sinks, threads: usize) -> anyhow::Result<Prober> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(PENDING);
+        let mut worker = Worker { probe, sinks, snapshots: 0, seconds: 0.0 };
+        let thread = std::thread::Builder::new().name("gatescope-prober".into()).spawn(move || {
+            lowest_priority();
+            let _kernels = cpu::Threads::set(threads);
+            for job in queue {
+                let t = std::time::Instant::now();
+                let snap = probe::snapshot(&job.model, &worker.probe, job.progress, None);
+                if let Err(e) = worker.sinks.send(Message::Snapshot(Box::new(snap))) {
+                    return (worker, Err(e));
+                }
+                worker.snapshots += 1;
+                worker.seconds += t.elapsed().as_secs_f64();
+            }
+            (worker, Ok(()))
+        })?;
+        Ok(Prober { jobs: Some(jobs), thread: Some(thread), ended: None })
+    }
+
+    /// Hands a snapshot over (waiting while [`PENDING`] are pending); the prober's error if it
+    /// has stopped on one.
+    fn send(&mut self, model: Model, progress: Progress) -> anyhow::Result<()> {
+        if self.jobs.as_ref().is_some_and(|jobs| jobs.send(Job { model, progress }).is_ok()) {
+            return Ok(());
+        }
+        self.join()?;
+        anyhow::bail!("the prober has stopped")
+    }
+
+    /// Ends the prober once its queue is done; its error, the first time only (an error is
+    /// reported once).
+    fn join(&mut self) -> anyhow::Result<()> {
+        self.jobs = None;
+        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let (worker, result) = thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        self.ended = Some(worker);
+        result
+    }
+
+    fn finish(mut self) -> (Worker, anyhow::Result<()>) {
+        let result = self.join();
+        (self.ended.expect("the prober's thread has ended"), result)
+    }
+}
+
+/// Puts this thread (and the threads it starts) at the lowest priority: on Linux SCHED_IDLE,
+/// which runs only on a core that nothing else wants and gives way as soon as something does.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall on this thread (pid 0); failing leaves the priority as it was
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        }
     }
 }
 

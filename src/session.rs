@@ -297,8 +297,11 @@ pub fn keep_model(outcome: train::Outcome, data: Dataset, path: &Path) -> anyhow
 /// What a recorded run produced besides the model.
 pub struct TrainRun {
     pub outcome: Outcome,
-    /// Snapshots taken, seconds spent probing.
+    /// Snapshots taken.
     pub snapshots: usize,
+    /// Seconds the trainer spent handing snapshots over (copying the parameters, waiting for
+    /// the prober), and seconds the prober spent probing and writing them beside the training.
+    pub handover_seconds: f64,
     pub probe_seconds: f64,
     /// What the stream to a viewer did, if there was one.
     pub stream: Option<crate::stream::StreamStats>,
@@ -317,15 +320,17 @@ pub fn train_recorded(
 ) -> anyhow::Result<TrainRun> {
     if !capture.is_on() {
         let outcome = train::train(cfg, data, stop, observer)?;
-        return Ok(TrainRun { outcome, snapshots: 0, probe_seconds: 0.0, stream: None });
+        return Ok(TrainRun { outcome, snapshots: 0, handover_seconds: 0.0, probe_seconds: 0.0, stream: None });
     }
     let probe = ProbeSet::new(data, capture.probe.size, capture.probe.samples);
     let mut header = probe.header(train::initial_card(cfg, data)?, source);
     header.model = capture.model.as_deref().map(|m| model_reference(m, capture.record.as_deref()));
     let sinks = Sinks::open(&header, capture.record.as_deref(), capture.connect.as_deref(), capture.queue)?;
-    let mut cap = Capture::new(probe, capture.every.unwrap_or(CADENCE), sinks);
+    let mut cap = Capture::new(probe, capture.every.unwrap_or(CADENCE), sinks)?;
     let outcome = train::train(cfg, data, stop, &mut Both(observer, &mut cap));
-    let (snapshots, probe_seconds) = (cap.snapshots, cap.seconds);
-    let stream = cap.sinks.finish();
-    Ok(TrainRun { outcome: outcome?, snapshots, probe_seconds, stream })
+    // the prober's error was the trainer's too, when the trainer saw it
+    let captured = cap.finish();
+    let outcome = outcome?;
+    let c = captured?;
+    Ok(TrainRun { outcome, snapshots: c.snapshots, handover_seconds: c.handover_seconds, probe_seconds: c.probe_seconds, stream: c.stream })
 }

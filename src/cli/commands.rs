@@ -95,7 +95,13 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let capture = session::CaptureOpts { model: Some(a.out.clone()), ..a.capture.opts() };
     let run = session::train_recorded(&cfg, &data, capture, "gatescope train", &stop, &mut bars)?;
     if let Some(p) = &a.capture.record {
-        eprintln!("recorded {} to {} ({} probing)", count(run.snapshots, "snapshot"), p.display(), secs(run.probe_seconds));
+        eprintln!(
+            "recorded {} to {} ({} probing beside the training; it waited {})",
+            count(run.snapshots, "snapshot"),
+            p.display(),
+            secs(run.probe_seconds),
+            secs(run.handover_seconds)
+        );
     }
     if let Some(s) = &run.stream {
         match s.connections {
@@ -395,7 +401,12 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
             "recording ({} epochs, every {}, probe {} + {} samples): {:.0} samples/s without, {:.0} with: {:.1} % overhead; {} snapshots, {} bytes",
             c.epochs, c.cadence, c.probe_examples, c.samples, c.plain_samples_per_s, c.recording_samples_per_s, c.overhead_percent, c.snapshots, c.file_bytes
         );
-        println!("  inside the recorded run: snapshots took {:.1} % of the training time", c.snapshot_percent);
+        let rounds: Vec<String> = c.round_overhead_percent.iter().map(|v| format!("{v:.1} %")).collect();
+        println!("  round by round: {}", rounds.join(", "));
+        println!(
+            "  inside the recorded run: handing snapshots over took {:.2} % of its time; probing them beside the training, {:.1} %",
+            c.handover_percent, c.probe_percent
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

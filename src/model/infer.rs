@@ -265,17 +265,24 @@ impl<'m> Infer<'m> {
 
     /// Loss and correct predictions summed over `x`, `y`: row 0 with no lesion, row l with
     /// highway layer l lesioned (each lesion replays only the layers after it from the cached
-    /// input of layer l). `tick(rows, sums)` after each block: the sums so far over the blocks
+    /// input of layer l). `tick(rows, sums)` once per block: the sums so far over the blocks
     /// finished (`rows` of them, in the order the threads finished them), and last the result
-    /// (summed in block order, so that it does not depend on the threads). None as soon as
-    /// `tick` returns false.
+    /// (summed in block order, so that it does not depend on the threads). Each block's figure
+    /// is taken as it finishes, on whichever thread, and reported on this one at its next
+    /// chance, so that every figure is reported even when this thread is starved and the
+    /// others run every block. None as soon as `tick` returns false.
     pub fn lesion_sums(&self, x: &Tensor, y: &Tensor, tick: &mut dyn FnMut(usize, &[Scored]) -> bool) -> Option<Vec<Scored>> {
         let (lay, p) = (&self.layout, self.params);
         let (yt, n) = host::<i64>(y);
         // SAFETY: a contiguous CPU tensor of this length, alive for the pass
         let ys = unsafe { slice_of::<i64>(&yt, n) };
         let (w, l, stride) = (lay.width, lay.layers(), self.block * lay.width);
-        let so_far = Mutex::new((0, vec![(0f64, 0f64); l + 1]));
+        // (rows, sums) over the blocks finished, and the figures not reported yet
+        let so_far = Mutex::new((0, vec![(0f64, 0f64); l + 1], Vec::new()));
+        let report = |tick: &mut dyn FnMut(usize, &[Scored]) -> bool| {
+            let figures = std::mem::take(&mut so_far.lock().expect("a lesion thread panicked").2);
+            figures.iter().all(|(rows, sums): &(usize, Vec<Scored>)| tick(*rows, sums))
+        };
         let blocks = with_input(x, |input| {
             self.blocks(
                 (n, l + 1),
@@ -296,14 +303,16 @@ impl<'m> Infer<'m> {
                     let mut f = so_far.lock().expect("a lesion thread panicked");
                     f.0 += r.len();
                     add(&mut f.1, &sums);
+                    let figure = (f.0, f.1.clone());
+                    f.2.push(figure);
                     sums
                 },
-                &mut |_| {
-                    let (rows, sums) = so_far.lock().expect("a lesion thread panicked").clone();
-                    tick(rows, &sums)
-                },
+                &mut |_| report(tick),
             )
         })?;
+        if !report(tick) {
+            return None;
+        }
         let mut total = vec![(0f64, 0f64); l + 1];
         for sums in blocks {
             add(&mut total, &sums);

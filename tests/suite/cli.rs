@@ -567,3 +567,31 @@ fn bench_times_the_conv_net_beside_the_pytorch_references() {
     let out = gatescope().args(["bench", "--reference=-3"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("a throughput must be a positive number"));
 }
+
+/// A recording that stops being writable mid-run (here the file-size limit, `ulimit -f`) ends
+/// the run with one error that names the recording and the cause, and what was written before
+/// still opens.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_recording_that_cannot_be_written_ends_the_run_with_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("r.gsrec");
+    // SIGXFSZ ignored (an ignored signal stays ignored through exec): writes past 64 KiB fail
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 128; exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_gatescope"))
+        .args(["train", "--quiet", "--depth", "20", "--width", "50", "--max-steps", "60", "--every", "10steps", "--record"])
+        .arg(&rec)
+        .arg("--out")
+        .arg(dir.path().join("m.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("writing recording").count(), 1, "{err}");
+    assert!(err.contains(&rec.display().to_string()) && err.contains("File too large"), "{err}");
+    no_dump(&err);
+    let r = gatescope::record::open(&rec).unwrap();
+    assert!(r.snapshots.len() < 7, "{} snapshots", r.snapshots.len());
+}

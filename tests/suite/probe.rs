@@ -78,3 +78,57 @@ fn a_probe_pass_reproduces_a_direct_computation() {
     assert!(les.mean_gate.row(2).iter().all(|&v| v == 0.0));
     assert_eq!(les.layers[2].mean_change, 0.0);
 }
+
+/// Keeps a copy of the parameters at every step that is a multiple of `every`.
+struct KeepParams {
+    every: usize,
+    kept: Vec<(usize, Tensor)>,
+}
+
+impl gatescope::train::Observer for KeepParams {
+    fn on_start(&mut self, _: usize, _: usize, m: &Model) -> anyhow::Result<()> {
+        self.kept.push((0, m.flat.copy()));
+        Ok(())
+    }
+    fn on_batch(&mut self, s: &gatescope::train::BatchStats, m: &Model) -> anyhow::Result<()> {
+        if s.step.is_multiple_of(self.every) {
+            self.kept.push((s.step, m.flat.copy()));
+        }
+        Ok(())
+    }
+}
+
+/// The prober takes its snapshots beside the training, while the parameters go on changing:
+/// each one recorded is still exactly the probe of the parameters at its step.
+#[test]
+fn snapshots_probed_beside_the_training_are_those_of_their_steps() {
+    use gatescope::recipe::{Cadence, ProbeOpts, TrainConfig};
+    let data = data::load(DatasetKind::Mnist, None).unwrap().truncated(Some(6400), Some(1000));
+    let cfg = TrainConfig { depth: 10, width: Some(20), epochs: 1, max_steps: Some(40), threads: 2, ..TrainConfig::default_recipe() };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.gsrec");
+    let probe = ProbeOpts { size: ProbeSize::Count(3000), samples: 8 };
+    let capture =
+        gatescope::session::CaptureOpts { record: Some(path.clone()), every: Some(Cadence::Steps(5)), probe, ..Default::default() };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut keep = KeepParams { every: 5, kept: Vec::new() };
+    let run = gatescope::session::train_recorded(&cfg, &data, capture, "test", &stop, &mut keep).unwrap();
+    assert_eq!(run.snapshots, 9, "steps 0, 5, …, 40");
+    assert!(run.probe_seconds > 0.0);
+    let rec = gatescope::record::open(&path).unwrap();
+    let steps: Vec<u64> = rec.snapshots.iter().map(|s| s.step).collect();
+    assert_eq!(steps, (0..=40).step_by(5).collect::<Vec<u64>>(), "in order, none lost");
+    let set = ProbeSet::new(&data, probe.size, probe.samples);
+    for ((step, flat), snap) in keep.kept.iter().zip(&rec.snapshots) {
+        assert_eq!(snap.step, *step as u64);
+        let model = Model::from_flat(run.outcome.model.arch.clone(), flat.shallow_clone()).unwrap();
+        let progress = Progress { step: 0, epoch: 0.0, train_loss: 0.0, train_accuracy: 0.0, test_accuracy: Some(0.0) };
+        let inline = probe::snapshot(&model, &set, progress, None);
+        // mean T is stored as f32: bit for bit; the samples' T to within its 128 levels
+        assert_eq!(snap.mean_gate.data, inline.mean_gate.data, "step {step}");
+        assert!(close(&snap.sample_gates.data, &inline.sample_gates.data, 1.0 / 127.0), "step {step}");
+        assert_eq!(snap.sample_predictions, inline.sample_predictions, "step {step}");
+    }
+    // the parameters did change between the snapshots
+    assert_ne!(rec.snapshots[1].mean_gate.data, rec.snapshots[8].mean_gate.data);
+}
