@@ -333,8 +333,10 @@ fn the_training_panel_streams_a_run_keeps_it_under_runs_and_attaches_its_model()
     let dir = tempfile::tempdir().unwrap();
     let mut app = ViewerApp::new(Persisted::default());
     app.runs_dir = dir.path().join("runs");
+    // epochs enough that the run cannot end before Stop: snapshots are probed beside the
+    // training, and the trainer runs at most two snapshots ahead of those the viewer has
     (app.panels.side.form.depth, app.panels.side.form.width, app.panels.side.form.epochs, app.panels.side.form.every_steps) =
-        (4, 16, 1, 100);
+        (4, 16, 5, 100);
     let mut h = harness(app);
     h.run();
     h.get_by_label("Start training").click();
