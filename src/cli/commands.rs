@@ -96,7 +96,7 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<ExitCode> {
     let run = session::train_recorded(&cfg, &data, capture, "gatescope train", &stop, &mut bars)?;
     if let Some(p) = &a.capture.record {
         eprintln!(
-            "recorded {} to {} ({} probing beside the training; it waited {})",
+            "recorded {} to {} ({} probing beside the training, which waited {} for it)",
             count(run.snapshots, "snapshot"),
             p.display(),
             secs(run.probe_seconds),
