@@ -213,7 +213,7 @@ const SPLIT_DEFLATE: usize = 64 << 10;
 const DEFLATE_LEVEL: u32 = 2;
 
 /// `payload` as one raw deflate stream. A long one is deflated in two halves at once (the
-/// trainer waits for a snapshot's frame, and both cores are free then): the first half ends
+/// prober's frames take the cores' idle time, two threads' worth of it): the first half ends
 /// with a sync flush (an empty stored block on a byte boundary, not final), so the halves
 /// joined are one stream that any inflater reads, as pigz does.
 fn deflate(payload: &[u8]) -> Vec<u8> {
